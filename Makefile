@@ -1,0 +1,63 @@
+# native async for Ansible: build, demo, tests.
+#   make         build the native modules, then run the demo playbook on localhost
+#   make test    Rust tests, integration, interop and conformance suites
+#   make bench   side-by-side benchmark against ansible-core's builtin modules
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ANSIBLE_CORE ?= ansible-core>=2.19,<2.20
+TARGET := x86_64-unknown-linux-gnu
+# glibc 2.17 is RHEL 7's: binaries linked against it start on every x86_64 Linux we support.
+ZIG_TARGET := $(TARGET).2.17
+MODULES := ansible_collection/plugins/modules
+RELEASE_DIR := target/$(TARGET)/release
+BINARIES := $(RELEASE_DIR)/async_wrapper $(RELEASE_DIR)/async_status
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all build venv demo test test-rust test-integration lint collection clean
+
+all: build demo
+
+$(VENV)/.ready: Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet '$(ANSIBLE_CORE)' pytest cargo-zigbuild ziglang
+	touch $@
+
+venv: $(VENV)/.ready
+
+# Portable binaries: cargo-zigbuild links against glibc 2.17 symbol versions.
+$(BINARIES): venv $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
+	cargo zigbuild --release --locked --target $(ZIG_TARGET) -p async_wrapper -p async_status
+
+$(MODULES)/async_wrapper: $(RELEASE_DIR)/async_wrapper tools/mklauncher.sh
+	mkdir -p $(MODULES)
+	tools/mklauncher.sh $< $@
+
+$(MODULES)/async_status: $(RELEASE_DIR)/async_status
+	install -D -m 0755 $< $@
+
+build: $(MODULES)/async_wrapper $(MODULES)/async_status
+
+demo: build
+	cd examples && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook demo.yml
+
+test-rust:
+	cargo test --workspace --locked
+
+test-integration: build
+	$(VENV)/bin/pytest -q tests
+
+test: test-rust test-integration
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+collection: build
+	cd ansible_collection && ../$(VENV)/bin/ansible-galaxy collection build --force --output-path ../dist
+
+clean:
+	cargo clean
+	rm -f $(MODULES)/async_wrapper $(MODULES)/async_status

@@ -1,0 +1,36 @@
+//! The job model shared by the native `async_wrapper` and `async_status`.
+//!
+//! A job is a JSON file named by its job id in the async dir (by default
+//! `~/.ansible_async`), in the exact format ansible-core's own modules read and
+//! write, so builtin and native modules can be mixed on one host. This crate
+//! owns everything about that file and nothing about processes:
+//!
+//! - [`jid`]: what a job id may look like, so a lookup never leaves the async dir;
+//! - [`paths`]: `~` expansion the way the wrapper and the controller do it;
+//! - [`store`]: the async dir, its checks, and atomic, durable job file writes;
+//! - [`job`]: the states a job file can be in;
+//! - [`output`]: turning a module's raw output into the job's result;
+//! - [`status`]: the `async_status` module's logic, from arguments to result.
+
+pub mod error;
+pub mod jid;
+pub mod job;
+pub mod output;
+pub mod paths;
+pub mod status;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use jid::JobId;
+pub use store::AsyncDir;
+
+/// A JSON object, as modules exchange them.
+pub type Object = serde_json::Map<String, serde_json::Value>;
+
+/// The one-line result a module prints when it fails: `{"failed": true, "msg": ...}`.
+pub fn failure(msg: impl Into<String>) -> Object {
+    let mut o = Object::new();
+    o.insert("failed".into(), true.into());
+    o.insert("msg".into(), msg.into().into());
+    o
+}

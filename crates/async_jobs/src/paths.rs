@@ -1,0 +1,114 @@
+//! Path expansion as ansible-core's modules do it, so a job is looked for where
+//! it was written. The builtin wrapper expands `ANSIBLE_ASYNC_DIR` with Python's
+//! `os.path.expanduser` (`$HOME` first), and a module's `type: path` argument
+//! goes through `expandvars` then `expanduser`.
+
+use nix::unistd::{Uid, User};
+use std::path::PathBuf;
+
+/// `os.path.expanduser`: a leading `~` becomes `$HOME` (or, unset, the passwd
+/// home of the current user); `~name` becomes that user's passwd home. Anything
+/// that cannot be expanded is returned unchanged, as Python does.
+pub fn expand_user(path: &str) -> String {
+    let Some(rest) = path.strip_prefix('~') else {
+        return path.to_string();
+    };
+    let (name, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let home = if name.is_empty() {
+        match std::env::var_os("HOME") {
+            Some(h) => Some(h.to_string_lossy().into_owned()),
+            None => passwd_home(None),
+        }
+    } else {
+        passwd_home(Some(name))
+    };
+    match home {
+        Some(h) => {
+            let joined = format!("{}{}", h.trim_end_matches('/'), tail);
+            if joined.is_empty() {
+                "/".to_string()
+            } else {
+                joined
+            }
+        }
+        None => path.to_string(),
+    }
+}
+
+/// The home directory in the passwd entry of `user` (or of the current uid).
+pub fn passwd_home(user: Option<&str>) -> Option<String> {
+    let entry = match user {
+        Some(name) => User::from_name(name).ok().flatten(),
+        None => User::from_uid(Uid::current()).ok().flatten(),
+    };
+    entry.map(|u| u.dir.to_string_lossy().into_owned())
+}
+
+/// `os.path.expandvars`: `$NAME` and `${NAME}` of variables that are set are
+/// replaced; everything else is left as written.
+pub fn expand_vars(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        match (name.is_empty(), std::env::var(name)) {
+            (false, Ok(value)) => out.push_str(&value),
+            _ => out.push_str(&rest[i..i + 1 + consumed]),
+        }
+        rest = &rest[i + 1 + consumed..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A module argument of `type: path`, as AnsibleModule normalises it.
+pub fn module_path_arg(value: &str) -> PathBuf {
+    PathBuf::from(expand_user(&expand_vars(value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_like_python() {
+        // SAFETY of the test: HOME is read, never set, so parallel tests are unaffected.
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(
+            expand_user("~/.ansible_async"),
+            format!("{}/.ansible_async", home.trim_end_matches('/'))
+        );
+        assert_eq!(expand_user("/abs/~x"), "/abs/~x");
+        assert_eq!(expand_user("~no_such_user_here/x"), "~no_such_user_here/x");
+        let root = passwd_home(Some("root")).unwrap();
+        assert_eq!(
+            expand_user("~root/a"),
+            format!("{}/a", root.trim_end_matches('/'))
+        );
+    }
+
+    #[test]
+    fn expands_set_variables_only() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(expand_vars("$HOME/x"), format!("{home}/x"));
+        assert_eq!(expand_vars("${HOME}/x"), format!("{home}/x"));
+        assert_eq!(expand_vars("$NO_SUCH_VAR_X/y"), "$NO_SUCH_VAR_X/y");
+        assert_eq!(expand_vars("a$"), "a$");
+        assert_eq!(expand_vars("${unclosed"), "${unclosed");
+    }
+}

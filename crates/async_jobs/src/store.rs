@@ -1,0 +1,372 @@
+//! The async dir: where job files live, and the only code that touches them.
+//!
+//! Every file is opened relative to the dir's own descriptor and without
+//! following symlinks, so a job id can only ever name a file inside it. Writes
+//! are atomic and durable (temp file, fsync, rename, fsync of the dir): a reader
+//! sees the old file or the new one, never a torn one, even after a crash.
+
+use crate::{Error, JobId, Object, Result};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fstat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The names of a job's captured module output inside its private output dir.
+pub const STDOUT: &str = "stdout";
+pub const STDERR: &str = "stderr";
+
+/// An open, checked async dir.
+#[derive(Debug)]
+pub struct AsyncDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl AsyncDir {
+    /// Creates the dir (and missing parents) private to the user, then opens it.
+    pub fn create(path: &Path) -> Result<Self> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|source| Error::CreateDir {
+                path: path.into(),
+                source,
+            })?;
+        Self::open_checked(path)
+    }
+
+    /// Opens an existing dir; `None` when it does not exist (so no job can be there).
+    pub fn open(path: &Path) -> Result<Option<Self>> {
+        match Self::open_checked(path) {
+            Err(Error::OpenDir { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Self> {
+        let unsafe_dir = |why: String| Error::UnsafeDir {
+            path: path.into(),
+            why,
+        };
+        let meta = std::fs::symlink_metadata(path).map_err(|source| Error::OpenDir {
+            path: path.into(),
+            source,
+        })?;
+        if meta.file_type().is_symlink() {
+            return Err(unsafe_dir("it is a symlink; use the real path".into()));
+        }
+        if !meta.is_dir() {
+            return Err(unsafe_dir("it is not a directory".into()));
+        }
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != euid {
+            return Err(unsafe_dir(format!(
+                "it is owned by uid {}, not by this user (uid {euid})",
+                meta.uid()
+            )));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(unsafe_dir(format!(
+                "it is writable by group or others (mode {:o}); run chmod go-w on it",
+                meta.permissions().mode() & 0o7777
+            )));
+        }
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::OpenDir {
+            path: path.into(),
+            source: e.into(),
+        })?;
+        // The dir checked above must be the dir opened (no swap in between).
+        let st = fstat(&fd).map_err(|e| Error::OpenDir {
+            path: path.into(),
+            source: e.into(),
+        })?;
+        if st.st_ino != meta.ino() || st.st_dev != meta.dev() {
+            return Err(unsafe_dir("it was replaced while being opened".into()));
+        }
+        Ok(AsyncDir {
+            path: path.into(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the job's file is, as reported to the controller (`results_file`).
+    pub fn job_path(&self, jid: &JobId) -> PathBuf {
+        self.path.join(jid.as_str())
+    }
+
+    /// Writes the job file atomically and durably from `data`.
+    pub fn write_job(&self, jid: &JobId, data: &Object) -> Result<()> {
+        self.write_job_with(jid, |w| {
+            serde_json::to_writer(w, data).map_err(io::Error::from)
+        })
+    }
+
+    /// Writes the job file atomically and durably from whatever `fill` streams into it.
+    pub fn write_job_with(
+        &self,
+        jid: &JobId,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        let err = |source| Error::Write {
+            path: self.job_path(jid),
+            source,
+        };
+        let tmp = format!(".{}.{}.tmp", jid, std::process::id());
+        let fd = openat(
+            &self.fd,
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err(e.into()))?;
+        let written = (|| {
+            let mut file = File::from(fd);
+            let mut out = BufWriter::new(&mut file);
+            fill(&mut out)?;
+            out.flush()?;
+            drop(out);
+            file.sync_all()?;
+            renameat(&self.fd, tmp.as_str(), &self.fd, jid.as_str())?;
+            self.sync()
+        })();
+        if let Err(e) = written {
+            let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(e));
+        }
+        Ok(())
+    }
+
+    /// The job file's bytes; `None` when there is no such job.
+    pub fn read_job(&self, jid: &JobId) -> Result<Option<Vec<u8>>> {
+        let fd = match openat(
+            &self.fd,
+            jid.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => {
+                return Err(Error::Read {
+                    path: self.job_path(jid),
+                    source: e.into(),
+                });
+            }
+        };
+        let mut data = Vec::new();
+        File::from(fd)
+            .read_to_end(&mut data)
+            .map_err(|source| Error::Read {
+                path: self.job_path(jid),
+                source,
+            })?;
+        Ok(Some(data))
+    }
+
+    /// Whether a job file exists (a symlink counts: it is reported, never followed).
+    pub fn has_job(&self, jid: &JobId) -> bool {
+        nix::sys::stat::fstatat(
+            &self.fd,
+            jid.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok()
+    }
+
+    /// Removes the job file and its captured output; `false` when there was no job file.
+    pub fn remove_job(&self, jid: &JobId) -> Result<bool> {
+        self.remove_output(jid);
+        match unlinkat(&self.fd, jid.as_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => {
+                let _ = self.sync();
+                Ok(true)
+            }
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(Error::Remove {
+                path: self.job_path(jid),
+                source: e.into(),
+            }),
+        }
+    }
+
+    fn output_dir_name(jid: &JobId) -> String {
+        format!(".{jid}.output")
+    }
+
+    /// Creates the job's private output dir and its `stdout` and `stderr` files.
+    pub fn create_output(&self, jid: &JobId) -> Result<(File, File)> {
+        let dir = Self::output_dir_name(jid);
+        let path = self.path.join(&dir);
+        let err = |e: Errno| Error::Write {
+            path: path.clone(),
+            source: e.into(),
+        };
+        match mkdirat(&self.fd, dir.as_str(), Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(err(e)),
+        }
+        let dir_fd = openat(
+            &self.fd,
+            dir.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        let create = |name: &str| {
+            openat(
+                &dir_fd,
+                name,
+                OFlag::O_RDWR
+                    | OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map(File::from)
+            .map_err(err)
+        };
+        Ok((create(STDOUT)?, create(STDERR)?))
+    }
+
+    /// Removes the job's captured output, if any; best effort, nothing to report.
+    pub fn remove_output(&self, jid: &JobId) {
+        let dir = Self::output_dir_name(jid);
+        if let Ok(dir_fd) = openat(
+            &self.fd,
+            dir.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            for name in [STDOUT, STDERR] {
+                let _ = unlinkat(&dir_fd, name, UnlinkatFlags::NoRemoveDir);
+            }
+            let _ = unlinkat(&self.fd, dir.as_str(), UnlinkatFlags::RemoveDir);
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        nix::unistd::fsync(self.fd.as_fd()).map_err(io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: serde_json::Value) -> Object {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn creates_a_private_dir_and_round_trips_a_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(&tmp.path().join("a/b")).unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let jid = JobId::parse("j1.2").unwrap();
+        assert_eq!(dir.read_job(&jid).unwrap(), None);
+        dir.write_job(&jid, &obj(json!({"started": true}))).unwrap();
+        let meta = std::fs::metadata(dir.job_path(&jid)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(dir.read_job(&jid).unwrap().unwrap(), br#"{"started":true}"#);
+        dir.write_job(&jid, &obj(json!({"rc": 0}))).unwrap();
+        assert_eq!(dir.read_job(&jid).unwrap().unwrap(), br#"{"rc":0}"#);
+        // No temp file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("j1.2")]);
+        assert!(dir.remove_job(&jid).unwrap());
+        assert!(!dir.remove_job(&jid).unwrap());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(tmp.path()).unwrap();
+        let jid = JobId::parse("j1.2").unwrap();
+        dir.write_job(&jid, &obj(json!({"started": true}))).unwrap();
+        let res = dir.write_job_with(&jid, &mut |w: &mut dyn Write| {
+            w.write_all(b"{\"partial\":")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(res.unwrap_err().to_string().contains("disk full"));
+        assert_eq!(dir.read_job(&jid).unwrap().unwrap(), br#"{"started":true}"#);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_unsafe_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(
+            AsyncDir::open(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            AsyncDir::open(&real)
+                .unwrap_err()
+                .to_string()
+                .contains("writable by group or others")
+        );
+        assert!(
+            AsyncDir::open(&tmp.path().join("missing"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn never_follows_a_symlinked_job_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(&tmp.path().join("d")).unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, "{}").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("j1.1")).unwrap();
+        let jid = JobId::parse("j1.1").unwrap();
+        assert!(dir.read_job(&jid).is_err());
+        assert!(dir.has_job(&jid));
+        assert!(dir.remove_job(&jid).unwrap());
+        assert!(secret.exists());
+    }
+
+    #[test]
+    fn output_files_live_and_die_with_the_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(tmp.path()).unwrap();
+        let jid = JobId::parse("j3.4").unwrap();
+        let (mut out, _err) = dir.create_output(&jid).unwrap();
+        out.write_all(b"hello").unwrap();
+        assert!(dir.path().join(".j3.4.output/stdout").exists());
+        dir.write_job(&jid, &obj(json!({}))).unwrap();
+        dir.remove_job(&jid).unwrap();
+        assert!(!dir.path().join(".j3.4.output").exists());
+    }
+}

@@ -1,0 +1,241 @@
+//! The wrapper's command line, exactly as ansible-core builds it:
+//! `async_wrapper <jid> <time_limit> <module> <args file | _> [-preserve_tmp]`.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> [-preserve_tmp]  Humans, do not call directly!";
+
+#[derive(Debug, PartialEq)]
+pub struct WrapperArgs {
+    /// The controller's part of the job id (`j` and digits); the wrapper adds its pid.
+    pub jid_prefix: String,
+    /// The task's `async` value, in whole seconds.
+    pub limit_secs: u64,
+    pub module: PathBuf,
+    /// `None` when the controller passed `_` (Python modules carry their arguments).
+    pub args_file: Option<PathBuf>,
+    /// Whether the module's tmp dir must be left in place when the job ends.
+    pub preserve_tmp: bool,
+}
+
+impl WrapperArgs {
+    /// Parses and checks the arguments (everything after the program name).
+    /// Every refusal says what was wrong and what was expected.
+    pub fn parse(argv: &[OsString]) -> Result<Self, String> {
+        let text = |i: usize, what: &str| -> Result<String, String> {
+            argv.get(i)
+                .ok_or_else(|| format!("missing {what}; {USAGE}"))?
+                .to_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{what} is not valid UTF-8; {USAGE}"))
+        };
+        if argv.len() < 4 {
+            return Err(format!(
+                "expected 4 or 5 arguments, got {}; {USAGE}",
+                argv.len()
+            ));
+        }
+        if argv.len() > 5 {
+            return Err(format!(
+                "expected 4 or 5 arguments, got {}; {USAGE}",
+                argv.len()
+            ));
+        }
+        let jid_prefix = text(0, "the job id")?;
+        let limit = text(1, "the time limit")?;
+        let limit_secs = match limit.parse::<i64>() {
+            Ok(n) if n > 0 => n as u64,
+            Ok(n) => {
+                return Err(format!(
+                    "the time limit must be a positive number of seconds, got {n}"
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "the time limit must be a whole number of seconds, got {limit:?}"
+                ));
+            }
+        };
+        let module = PathBuf::from(&argv[2]);
+        check_module(&module)?;
+        let args_file = match text(3, "the args file")?.as_str() {
+            "_" => None,
+            _ => {
+                let path = PathBuf::from(&argv[3]);
+                if !path.is_file() {
+                    return Err(format!(
+                        "the args file {} does not exist or is not a file",
+                        path.display()
+                    ));
+                }
+                Some(path)
+            }
+        };
+        let flag = argv.get(4).map(|f| f.to_str().unwrap_or_default());
+        if let Some(other) = flag.filter(|f| *f != "-preserve_tmp") {
+            return Err(format!(
+                "unknown option {other:?}: the only option is -preserve_tmp; {USAGE}"
+            ));
+        }
+        // The builtin's rule: a module outside an ansible tmp dir is never the wrapper's to remove.
+        let in_ansible_tmp = module
+            .parent()
+            .is_some_and(|p| p.to_string_lossy().contains("-tmp-"));
+        let preserve_tmp = !in_ansible_tmp || flag.is_some();
+        Ok(WrapperArgs {
+            jid_prefix,
+            limit_secs,
+            module,
+            args_file,
+            preserve_tmp,
+        })
+    }
+
+    /// The module command as the builtin reports it in results (`cmd`).
+    pub fn command_line(&self) -> String {
+        match &self.args_file {
+            Some(args) => format!("{} {}", self.module.display(), args.display()),
+            None => self.module.display().to_string(),
+        }
+    }
+
+    /// The tmp dir the wrapper removes when the job ends, if it owns it.
+    pub fn owned_tmp_dir(&self) -> Option<&Path> {
+        if self.preserve_tmp {
+            None
+        } else {
+            self.module.parent()
+        }
+    }
+}
+
+fn check_module(module: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(module)
+        .map_err(|e| format!("the module {} cannot be used: {e}", module.display()))?;
+    if !meta.is_file() {
+        return Err(format!("the module {} is not a file", module.display()));
+    }
+    // A script runs through its interpreter line; anything else must be executable.
+    let is_script = std::fs::File::open(module)
+        .and_then(|mut f| {
+            let mut head = [0u8; 2];
+            std::io::Read::read_exact(&mut f, &mut head).map(|_| head == *b"#!")
+        })
+        .unwrap_or(false);
+    if !is_script && meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "the module {} is not executable and has no #! line",
+            module.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn module_in(dir: &Path) -> PathBuf {
+        let m = dir.join("AnsiballZ_command.py");
+        std::fs::write(&m, "#!/usr/bin/python3\n").unwrap();
+        m
+    }
+
+    #[test]
+    fn parses_what_the_controller_sends() {
+        let tmp = tempfile::Builder::new()
+            .prefix("ansible-tmp-1-2-")
+            .tempdir()
+            .unwrap();
+        let m = module_in(tmp.path());
+        let a = WrapperArgs::parse(&argv(&["j12", "60", m.to_str().unwrap(), "_"])).unwrap();
+        assert_eq!(
+            (
+                a.jid_prefix.as_str(),
+                a.limit_secs,
+                a.args_file.clone(),
+                a.preserve_tmp
+            ),
+            ("j12", 60, None, false)
+        );
+        assert_eq!(a.owned_tmp_dir(), Some(tmp.path()));
+        assert_eq!(a.command_line(), m.display().to_string());
+        let a = WrapperArgs::parse(&argv(&[
+            "j12",
+            "60",
+            m.to_str().unwrap(),
+            "_",
+            "-preserve_tmp",
+        ]))
+        .unwrap();
+        assert!(a.preserve_tmp);
+        let args = tmp.path().join("args");
+        std::fs::write(&args, "{}").unwrap();
+        let a = WrapperArgs::parse(&argv(&[
+            "j1",
+            "5",
+            m.to_str().unwrap(),
+            args.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(
+            a.command_line(),
+            format!("{} {}", m.display(), args.display())
+        );
+    }
+
+    #[test]
+    fn a_module_outside_an_ansible_tmp_dir_is_never_removed() {
+        let tmp = tempfile::Builder::new().prefix("plain").tempdir().unwrap();
+        let m = module_in(tmp.path());
+        let a = WrapperArgs::parse(&argv(&["j1", "5", m.to_str().unwrap(), "_"])).unwrap();
+        assert!(a.preserve_tmp);
+        assert_eq!(a.owned_tmp_dir(), None);
+    }
+
+    #[test]
+    fn refuses_malformed_invocations_with_a_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = module_in(tmp.path());
+        let m = m.to_str().unwrap();
+        let noexec = tmp.path().join("bin");
+        std::fs::write(&noexec, [0x7f, b'E', b'L', b'F']).unwrap();
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "expected 4 or 5 arguments, got 0"),
+            (&["j1", "5", m], "expected 4 or 5 arguments, got 3"),
+            (
+                &["j1", "5", m, "_", "-preserve_tmp", "x"],
+                "expected 4 or 5 arguments, got 6",
+            ),
+            (
+                &["j1", "soon", m, "_"],
+                "whole number of seconds, got \"soon\"",
+            ),
+            (&["j1", "0", m, "_"], "positive number of seconds, got 0"),
+            (&["j1", "-3", m, "_"], "positive number of seconds, got -3"),
+            (
+                &["j1", "5", "/nonexistent/module", "_"],
+                "the module /nonexistent/module cannot be used",
+            ),
+            (
+                &["j1", "5", noexec.to_str().unwrap(), "_"],
+                "not executable",
+            ),
+            (
+                &["j1", "5", m, "/nonexistent/args"],
+                "the args file /nonexistent/args does not exist",
+            ),
+            (&["j1", "5", m, "_", "-keep"], "unknown option \"-keep\""),
+        ];
+        for (args, want) in cases {
+            let err = WrapperArgs::parse(&argv(args)).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The detached side of the wrapper: records the job, runs the module, keeps
+//! its time limit, and writes the result. It reports to the launcher through
+//! `notify` exactly once: `ok` when the job file exists and the module has
+//! been started, or the reason it could not get that far.
+
+use crate::args::WrapperArgs;
+use async_jobs::job::{running_record, timeout_result};
+use async_jobs::output::module_result;
+use async_jobs::{AsyncDir, JobId, Object};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use supervise::{Ended, Event};
+
+/// The task environment variable that sets how long a stopped job gets between
+/// SIGTERM and SIGKILL, in seconds.
+pub const GRACE_ENV: &str = "NATIVE_ASYNC_KILL_GRACE";
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the job to its end. Returns the process exit code.
+pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) -> i32 {
+    let started_at = Instant::now();
+    let prepared = prepare(jid, dir);
+    let (signals, stdout, stderr) = match prepared {
+        Ok(p) => p,
+        Err(why) => {
+            dir.remove_job(jid).ok();
+            let _ = notify.write_all(why.as_bytes());
+            return 1;
+        }
+    };
+    let child = spawn_module(args, stdout.try_clone(), stderr.try_clone());
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            // As the builtin does: the job exists and its result says why it could not run.
+            let mut result = async_jobs::failure(e.to_string());
+            result.insert("cmd".into(), args.command_line().into());
+            result.insert("outdata".into(), "".into());
+            result.insert("stderr".into(), "".into());
+            result.insert("ansible_job_id".into(), jid.as_str().into());
+            let said = match dir.write_job(jid, &result) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = notify.write_all(said.as_bytes());
+            finish(args, jid, dir);
+            return 1;
+        }
+    };
+    // The launcher may return now: the job file exists and the module is running.
+    let _ = notify.write_all(b"ok");
+    drop(notify);
+
+    let deadline = started_at + Duration::from_secs(args.limit_secs);
+    let child_pid = child.id();
+    let result = match supervise::wait_for(
+        supervise::ProcessId::from_raw(child_pid as i32),
+        Some(deadline),
+        &signals,
+    ) {
+        Ok(Event::Ended(ended)) => ended_result(args, ended, stdout, stderr),
+        Ok(Event::Deadline) => {
+            supervise::stop_tree(grace(), &signals);
+            timeout_result(child_pid)
+        }
+        Ok(Event::StopRequested(sig)) => {
+            supervise::stop_tree(grace(), &signals);
+            let mut o = async_jobs::failure(format!(
+                "The job was stopped: its supervisor received {sig}"
+            ));
+            o.insert("killed".into(), true.into());
+            o.insert("child_pid".into(), child_pid.into());
+            o
+        }
+        Err(e) => async_jobs::failure(format!(
+            "The job's supervisor lost track of the module: {e}"
+        )),
+    };
+    store_result(dir, jid, &result);
+    finish(args, jid, dir);
+    0
+}
+
+type Prepared = (nix::sys::signal::SigSet, File, File);
+
+/// Everything that must hold before the module may start: signals taken
+/// synchronously, orphans re-parented here, the job recorded as running, and
+/// files for the module's output.
+fn prepare(jid: &JobId, dir: &AsyncDir) -> Result<Prepared, String> {
+    let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
+    supervise::become_subreaper();
+    dir.write_job(jid, &running_record(jid))
+        .map_err(|e| e.to_string())?;
+    let (stdout, stderr) = dir.create_output(jid).map_err(|e| e.to_string())?;
+    Ok((signals, stdout, stderr))
+}
+
+/// Starts the module in a process group of its own, with stdin at EOF and its
+/// output going to the job's files. A script runs through its `#!` line, as the
+/// builtin does (which lets a script interpreter work where `exec` of a script would not).
+fn spawn_module(
+    args: &WrapperArgs,
+    stdout: std::io::Result<File>,
+    stderr: std::io::Result<File>,
+) -> std::io::Result<std::process::Child> {
+    let mut argv = interpreter_of(&args.module);
+    argv.push(args.module.clone().into_os_string());
+    if let Some(a) = &args.args_file {
+        argv.push(a.clone().into_os_string());
+    }
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(stdout?)
+        .stderr(stderr?)
+        .process_group(0)
+        .spawn()
+}
+
+/// The `#!` line of a script as argv words; empty for a binary.
+fn interpreter_of(module: &std::path::Path) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut head = Vec::with_capacity(1024);
+    if let Ok(f) = File::open(module) {
+        let _ = f.take(1024).read_to_end(&mut head);
+    }
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return Vec::new();
+    };
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    line.split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(|w| std::ffi::OsStr::from_bytes(w).to_os_string())
+        .collect()
+}
+
+fn ended_result(args: &WrapperArgs, ended: Ended, mut stdout: File, mut stderr: File) -> Object {
+    let out = read_all(&mut stdout);
+    let err = read_all(&mut stderr);
+    let mut result = module_result(&out, &err, &args.command_line());
+    // Output that is no result, from a module killed by a signal: say so.
+    if let (Ended::Signaled(sig), true) = (ended, result.contains_key("data")) {
+        result.insert(
+            "msg".into(),
+            format!("The module was killed by signal {sig} before it printed a result").into(),
+        );
+    }
+    result
+}
+
+fn read_all(f: &mut File) -> Vec<u8> {
+    let mut data = Vec::new();
+    let _ = f
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut data));
+    data
+}
+
+/// Writes the final result; if that fails (a full disk), a short failure that
+/// says why, so the job never reads as running forever.
+fn store_result(dir: &AsyncDir, jid: &JobId, result: &Object) {
+    if let Err(e) = dir.write_job(jid, result) {
+        let mut short = async_jobs::failure(format!(
+            "The job ended but its result could not be stored: {e}"
+        ));
+        short.insert("ansible_job_id".into(), jid.as_str().into());
+        let _ = dir.write_job(jid, &short);
+    }
+}
+
+/// Removes what only served the run: captured output and the tmp dir the wrapper owns.
+fn finish(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir) {
+    dir.remove_output(jid);
+    if let Some(tmp) = args.owned_tmp_dir() {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+}
+
+fn grace() -> Duration {
+    std::env::var(GRACE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_GRACE)
+}

@@ -1,0 +1,303 @@
+//! Process supervision for async jobs, and the only place that knows about
+//! Linux processes: detaching from the controller's session, running the
+//! module in a process group of its own, waiting for it against a deadline
+//! without polling, and stopping a whole process tree (TERM, grace, KILL).
+//!
+//! The supervisor is single-threaded, which is what makes `fork` here sound.
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+pub use nix::unistd::Pid as ProcessId;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What failed, saying exactly which step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("fork failed: {0}")]
+    Fork(Errno),
+    #[error("setsid failed: {0}")]
+    Setsid(Errno),
+    #[error("redirecting stdio to /dev/null failed: {0}")]
+    Stdio(std::io::Error),
+    #[error("blocking signals failed: {0}")]
+    SignalMask(Errno),
+    #[error("waiting for the module failed: {0}")]
+    Wait(Errno),
+}
+
+/// Which side of a fork this process is on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Forks; the child leaves the caller's session and process group, so the
+/// connection's hangup and the controller's signals never reach the job.
+pub fn fork_into_new_session() -> Result<Forked> {
+    // SAFETY: the wrapper is single-threaded when it forks, so the child may
+    // run any code (no lock can be held by a thread that does not exist there).
+    match unsafe { nix::unistd::fork() }.map_err(Error::Fork)? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        ForkResult::Child => {
+            nix::unistd::setsid().map_err(Error::Setsid)?;
+            Ok(Forked::Child)
+        }
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null and closes every other
+/// inherited descriptor, so no holder of the controller's channel (an SSH
+/// channel or a local pipe) survives in the job.
+pub fn isolate_descriptors() -> Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(Error::Stdio)?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors; `null` stays open across the calls.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+            return Err(Error::Stdio(std::io::Error::last_os_error()));
+        }
+    }
+    drop(null);
+    close_inherited();
+    Ok(())
+}
+
+/// Closes the descriptors above stdio that this process inherited. Whatever
+/// survived the exec into this program has close-on-exec clear, and whatever
+/// Rust opened since has it set, so the flag tells the two apart.
+fn close_inherited() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD and close on a descriptor number of this process; the
+        // handle that listed /proc/self/fd is closed (its number fails harmlessly).
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Makes orphaned descendants (double forks, setsid daemons) re-parent to this
+/// process instead of init, so a limit or a kill can find and stop them.
+pub fn become_subreaper() -> bool {
+    nix::sys::prctl::set_child_subreaper(true).is_ok()
+}
+
+/// The signals the supervisor handles synchronously: child exits, and the
+/// requests to stop (TERM, INT, HUP). They are blocked here and taken with
+/// `sigtimedwait`, so nothing is missed between a check and a wait. Children
+/// start with an empty mask (std's spawn resets it).
+pub fn block_supervisor_signals() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().map_err(Error::SignalMask)?;
+    Ok(set)
+}
+
+/// How the module process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// What ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The watched process ended.
+    Ended(Ended),
+    /// The deadline passed first.
+    Deadline,
+    /// The supervisor was asked to stop (TERM, INT or HUP).
+    StopRequested(Signal),
+}
+
+/// Waits for `pid` to end, for the deadline, or for a stop request, whichever
+/// comes first. Other children that end meanwhile (re-parented orphans) are reaped.
+pub fn wait_for(pid: Pid, deadline: Option<Instant>, signals: &SigSet) -> Result<Event> {
+    loop {
+        if let Some(ended) = reap(Some(pid))? {
+            return Ok(Event::Ended(ended));
+        }
+        let timeout = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Ok(Event::Deadline),
+            },
+            None => None,
+        };
+        match next_signal(signals, timeout) {
+            Some(s) if s != Signal::SIGCHLD => return Ok(Event::StopRequested(s)),
+            _ => {}
+        }
+    }
+}
+
+/// Reaps every child that has ended; returns how `watched` ended if it did.
+fn reap(watched: Option<Pid>) -> Result<Option<Ended>> {
+    let mut found = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return Ok(found),
+            Ok(WaitStatus::Exited(p, code)) if Some(p) == watched => {
+                found = Some(Ended::Exited(code))
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if Some(p) == watched => {
+                found = Some(Ended::Signaled(sig as i32))
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::Wait(e)),
+        }
+    }
+}
+
+/// Whether this process has any child left (reaping those that ended).
+fn has_children() -> bool {
+    let _ = reap(None);
+    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid with WNOWAIT
+    // only inspects and writes into `info`, which outlives the call.
+    let rc = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // 0: some child exists (ended or not); -1 with ECHILD: none.
+    rc == 0
+}
+
+/// Takes the next pending signal of `set`, waiting at most `timeout` (forever if `None`).
+fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` is a valid sigset_t; a null siginfo pointer is allowed; `ts_ptr`
+    // is null or points at a timespec that outlives the call.
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    if sig < 0 {
+        None
+    } else {
+        Signal::try_from(sig).ok()
+    }
+}
+
+/// Every live descendant of this process, found through /proc. As a subreaper
+/// this process inherits every orphan of the tree, so the walk finds processes
+/// that left the module's process group or session too.
+pub fn descendants() -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(ppid) = read_ppid(pid) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![std::process::id() as i32];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.into_iter().skip(1).map(Pid::from_raw).collect()
+}
+
+/// The parent pid in /proc/<pid>/stat (the field after the command name, which may hold spaces).
+fn read_ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn signal_tree(sig: Signal) -> usize {
+    let procs = descendants();
+    for &p in &procs {
+        let _ = kill(p, sig);
+        if sig == Signal::SIGTERM {
+            // A stopped process cannot act on TERM until it is continued.
+            let _ = kill(p, Signal::SIGCONT);
+        }
+    }
+    procs.len()
+}
+
+/// Stops every descendant: SIGTERM, up to `grace` for them to exit, then
+/// SIGKILL until none is left. Returns once the tree is gone and reaped.
+pub fn stop_tree(grace: Duration, signals: &SigSet) {
+    signal_tree(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while has_children() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if left.is_zero() {
+            break;
+        }
+        next_signal(signals, Some(left));
+    }
+    // New processes may appear while the tree is being walked: repeat, bounded.
+    for _ in 0..100 {
+        if !has_children() && descendants().is_empty() {
+            return;
+        }
+        signal_tree(Signal::SIGKILL);
+        next_signal(signals, Some(Duration::from_millis(10)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ppid_of_self() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(read_ppid(me), Some(parent));
+    }
+}
