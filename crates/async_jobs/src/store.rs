@@ -124,6 +124,23 @@ impl AsyncDir {
         jid: &JobId,
         fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<()> {
+        self.publish_job_with(jid, fill)?.sync()
+    }
+
+    /// Publishes the job file atomically (every reader sees it from now on) and
+    /// returns the handle that makes it durable. Lets the launcher be told
+    /// "recorded" without waiting for the disk; the caller syncs right after.
+    pub fn publish_job(&self, jid: &JobId, data: &Object) -> Result<Unsynced<'_>> {
+        self.publish_job_with(jid, |w| {
+            serde_json::to_writer(w, data).map_err(io::Error::from)
+        })
+    }
+
+    fn publish_job_with(
+        &self,
+        jid: &JobId,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Unsynced<'_>> {
         let err = |source| Error::Write {
             path: self.job_path(jid),
             source,
@@ -136,21 +153,24 @@ impl AsyncDir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| err(e.into()))?;
+        let mut file = File::from(fd);
         let written = (|| {
-            let mut file = File::from(fd);
             let mut out = BufWriter::new(&mut file);
             fill(&mut out)?;
             out.flush()?;
             drop(out);
-            file.sync_all()?;
             renameat(&self.fd, tmp.as_str(), &self.fd, jid.as_str())?;
-            self.sync()
+            Ok(())
         })();
         if let Err(e) = written {
             let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(e));
         }
-        Ok(())
+        Ok(Unsynced {
+            dir: self,
+            jid: jid.clone(),
+            file,
+        })
     }
 
     /// The job file's bytes; `None` when there is no such job.
@@ -267,6 +287,27 @@ impl AsyncDir {
     }
 }
 
+/// A job file that every reader sees but that a crash could still lose: its
+/// rename is not on disk until [`Unsynced::sync`].
+#[must_use = "a published job file is durable only once synced"]
+pub struct Unsynced<'a> {
+    dir: &'a AsyncDir,
+    jid: JobId,
+    file: File,
+}
+
+impl Unsynced<'_> {
+    /// Puts the file's data, then its name, on disk.
+    pub fn sync(self) -> Result<()> {
+        let err = |source| Error::Write {
+            path: self.dir.job_path(&self.jid),
+            source,
+        };
+        self.file.sync_data().map_err(err)?;
+        self.dir.sync().map_err(err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +347,7 @@ mod tests {
         let dir = AsyncDir::create(tmp.path()).unwrap();
         let jid = JobId::parse("j1.2").unwrap();
         dir.write_job(&jid, &obj(json!({"started": true}))).unwrap();
-        let res = dir.write_job_with(&jid, &mut |w: &mut dyn Write| {
+        let res = dir.write_job_with(&jid, |w: &mut dyn Write| {
             w.write_all(b"{\"partial\":")?;
             Err(io::Error::other("disk full"))
         });

@@ -18,6 +18,11 @@ const DEFAULT_ASYNC_DIR: &str = "~/.ansible_async";
 
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // The launcher's probe that an unpacked binary can run where it was put.
+    if argv.len() == 1 && argv[0] == "--version" {
+        println!("async_wrapper {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     let (body, rc) = match launch(&argv) {
         Ok(body) => (body, 0),
         Err(msg) => (failure(msg), 1),

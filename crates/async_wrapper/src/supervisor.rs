@@ -1,7 +1,7 @@
 //! The detached side of the wrapper: records the job, runs the module, keeps
 //! its time limit, and writes the result. It reports to the launcher through
-//! `notify` exactly once: `ok` when the job file exists and the module has
-//! been started, or the reason it could not get that far.
+//! `notify` exactly once: `ok` when the job file exists, or the reason it
+//! could not get that far.
 
 use crate::args::WrapperArgs;
 use async_jobs::job::{running_record, timeout_result};
@@ -23,7 +23,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) -> i32 {
     let started_at = Instant::now();
     let prepared = prepare(jid, dir);
-    let (signals, stdout, stderr) = match prepared {
+    let (signals, recorded, stdout, stderr) = match prepared {
         Ok(p) => p,
         Err(why) => {
             dir.remove_job(jid).ok();
@@ -31,28 +31,28 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
             return 1;
         }
     };
-    let child = spawn_module(args, stdout.try_clone(), stderr.try_clone());
-    let child = match child {
+    // The launcher may return now: the job file exists, and from here on
+    // everything that happens to the job, a failure to start included, ends up in it.
+    let _ = notify.write_all(b"ok");
+    drop(notify);
+    // Durability of the running record need not delay the launch. If it fails
+    // the disk is failing; the result write below reports that.
+    let _ = recorded.sync();
+
+    let child = match spawn_module(args, stdout.try_clone(), stderr.try_clone()) {
         Ok(child) => child,
         Err(e) => {
-            // As the builtin does: the job exists and its result says why it could not run.
+            // As the builtin does: the job's result says why the module could not run.
             let mut result = async_jobs::failure(e.to_string());
             result.insert("cmd".into(), args.command_line().into());
             result.insert("outdata".into(), "".into());
             result.insert("stderr".into(), "".into());
             result.insert("ansible_job_id".into(), jid.as_str().into());
-            let said = match dir.write_job(jid, &result) {
-                Ok(()) => "ok".to_string(),
-                Err(e) => e.to_string(),
-            };
-            let _ = notify.write_all(said.as_bytes());
+            store_result(dir, jid, &result);
             finish(args, jid, dir);
             return 1;
         }
     };
-    // The launcher may return now: the job file exists and the module is running.
-    let _ = notify.write_all(b"ok");
-    drop(notify);
 
     let deadline = started_at + Duration::from_secs(args.limit_secs);
     let child_pid = child.id();
@@ -84,18 +84,24 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
     0
 }
 
-type Prepared = (nix::sys::signal::SigSet, File, File);
+type Prepared<'a> = (
+    nix::sys::signal::SigSet,
+    async_jobs::store::Unsynced<'a>,
+    File,
+    File,
+);
 
 /// Everything that must hold before the module may start: signals taken
 /// synchronously, orphans re-parented here, the job recorded as running, and
 /// files for the module's output.
-fn prepare(jid: &JobId, dir: &AsyncDir) -> Result<Prepared, String> {
+fn prepare<'a>(jid: &JobId, dir: &'a AsyncDir) -> Result<Prepared<'a>, String> {
     let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
     supervise::become_subreaper();
-    dir.write_job(jid, &running_record(jid))
-        .map_err(|e| e.to_string())?;
     let (stdout, stderr) = dir.create_output(jid).map_err(|e| e.to_string())?;
-    Ok((signals, stdout, stderr))
+    let recorded = dir
+        .publish_job(jid, &running_record(jid))
+        .map_err(|e| e.to_string())?;
+    Ok((signals, recorded, stdout, stderr))
 }
 
 /// Starts the module in a process group of its own, with stdin at EOF and its
