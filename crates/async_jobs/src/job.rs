@@ -5,6 +5,7 @@
 
 use crate::{JobId, Object};
 use serde_json::Value;
+use supervise::identity::Identity;
 
 /// A job file's contents, read the way the builtin `async_status` reads them.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +31,30 @@ impl JobFile {
     }
 }
 
-/// The record written before the module starts, exactly as the builtin writes it.
-pub fn running_record(jid: &JobId) -> Object {
+/// The record written before the module starts: the builtin's three keys,
+/// plus who supervises the job, so a reader can tell when nobody does any more.
+pub fn running_record(jid: &JobId, supervisor: Option<&Identity>) -> Object {
     let mut o = Object::new();
     o.insert("started".into(), true.into());
     o.insert("finished".into(), false.into());
     o.insert("ansible_job_id".into(), jid.as_str().into());
+    if let Some(s) = supervisor {
+        o.insert(
+            "supervisor".into(),
+            serde_json::json!({"pid": s.pid, "start_ticks": s.start_ticks, "boot_id": s.boot_id}),
+        );
+    }
     o
+}
+
+/// The supervisor recorded in a running record, if any (the builtin records none).
+pub fn supervisor_of(record: &Object) -> Option<Identity> {
+    let s = record.get("supervisor")?.as_object()?;
+    Some(Identity {
+        pid: u32::try_from(s.get("pid")?.as_u64()?).ok()?,
+        start_ticks: s.get("start_ticks")?.as_u64()?,
+        boot_id: s.get("boot_id")?.as_str()?.to_string(),
+    })
 }
 
 /// The result of a job stopped at its time limit (`child_pid` is the module's pid).
@@ -74,8 +92,21 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let jid = JobId::parse("j1.2").unwrap();
-        let bytes = serde_json::to_vec(&running_record(&jid)).unwrap();
-        assert!(matches!(JobFile::parse(&bytes), JobFile::Running(_)));
+        let me = Identity {
+            pid: 7,
+            start_ticks: 99,
+            boot_id: "b".into(),
+        };
+        let bytes = serde_json::to_vec(&running_record(&jid, Some(&me))).unwrap();
+        match JobFile::parse(&bytes) {
+            JobFile::Running(o) => assert_eq!(supervisor_of(&o), Some(me)),
+            other => panic!("{other:?}"),
+        }
+        let builtin = serde_json::to_vec(&running_record(&jid, None)).unwrap();
+        assert_eq!(
+            builtin,
+            br#"{"ansible_job_id":"j1.2","finished":false,"started":true}"#
+        );
         let bytes = serde_json::to_vec(&timeout_result(42)).unwrap();
         match JobFile::parse(&bytes) {
             JobFile::Finished(o) => {

@@ -7,6 +7,7 @@ use crate::paths::module_path_arg;
 use crate::{AsyncDir, JobId, Object, failure};
 use serde_json::Value;
 use std::path::PathBuf;
+use supervise::identity::Liveness;
 
 /// What the module prints, and the exit code it prints it with.
 #[derive(Debug)]
@@ -197,14 +198,63 @@ fn answer(args: &StatusArgs) -> Answer {
                     return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid));
                 }
             };
-            status_of(&jid, &path, &bytes)
+            match JobFile::parse(&bytes) {
+                file @ (JobFile::Running(_) | JobFile::Unparsable) => {
+                    match lost_reason(&dir, &jid, &file) {
+                        Some(why) => lost(&dir, &jid, &path, why),
+                        None => status_of(&jid, &path, file),
+                    }
+                }
+                file => status_of(&jid, &path, file),
+            }
         }
     }
 }
 
-/// The status of a job from its file's bytes.
-fn status_of(jid: &JobId, path: &str, bytes: &[u8]) -> Answer {
-    let raw = match JobFile::parse(bytes) {
+/// Why a job that reads as running will never finish, if it will not: its
+/// supervisor is gone, or the host rebooted since it started.
+fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
+    const REBOOTED: &str = "The host rebooted after the job started; the job did not finish";
+    let supervisor = match file {
+        JobFile::Running(record) => crate::job::supervisor_of(record),
+        _ => None,
+    };
+    match supervisor {
+        Some(s) => match s.liveness() {
+            Liveness::Gone => Some(format!(
+                "The job's supervisor (pid {}) ended without recording a result: it was killed (for example \
+                 by the out-of-memory killer) or crashed, and the job's processes were left unsupervised",
+                s.pid
+            )),
+            Liveness::Rebooted => Some(REBOOTED.into()),
+            Liveness::Alive | Liveness::Unknown => None,
+        },
+        // The builtin records no supervisor; only a reboot can be told, from the file's age.
+        None => {
+            let boot = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(supervise::identity::boot_time()?);
+            (dir.job_mtime(jid)? < boot).then(|| REBOOTED.into())
+        }
+    }
+}
+
+/// The answer for a lost job: finished and failed, saying why.
+fn lost(dir: &AsyncDir, jid: &JobId, path: &str, why: String) -> Answer {
+    // The supervisor writes the result before it exits: read again before calling it lost.
+    if let Ok(Some(bytes)) = dir.read_job(jid) {
+        if let file @ JobFile::Finished(_) = JobFile::parse(&bytes) {
+            return status_of(jid, path, file);
+        }
+    }
+    let mut o = not_found_shape(failure(why), jid.as_str());
+    o.insert("lost".into(), true.into());
+    o.insert("results_file".into(), path.into());
+    Answer::Job(o)
+}
+
+/// The status of a job from its file.
+fn status_of(jid: &JobId, path: &str, file: JobFile) -> Answer {
+    let raw = match file {
         JobFile::Unparsable => {
             // Not written yet, as the builtin reads it: still running.
             let mut o = Object::new();
@@ -364,5 +414,83 @@ mod tests {
             );
         }
         assert!(tmp.path().join("victim").exists());
+    }
+
+    fn record_with(supervisor: &supervise::identity::Identity) -> String {
+        let jid = JobId::parse("j1.2").unwrap();
+        serde_json::to_string(&crate::job::running_record(&jid, Some(supervisor))).unwrap()
+    }
+
+    #[test]
+    fn a_job_whose_supervisor_is_gone_or_whose_host_rebooted_is_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("j1.2");
+        let me = supervise::identity::Identity::current().unwrap();
+
+        std::fs::write(&file, record_with(&me)).unwrap();
+        let r = run(&args(tmp.path(), json!({})));
+        assert_eq!(
+            (r.rc, &r.body["finished"]),
+            (0, &json!(false)),
+            "a live supervisor: running"
+        );
+
+        let dead = supervise::identity::Identity {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        std::fs::write(&file, record_with(&dead)).unwrap();
+        let r = run(&args(tmp.path(), json!({})));
+        assert_eq!(
+            (&r.body["finished"], &r.body["failed"], &r.body["lost"]),
+            (&json!(true), &json!(true), &json!(true))
+        );
+        assert!(
+            r.body["msg"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("supervisor (pid {})", me.pid)),
+            "{:?}",
+            r.body
+        );
+
+        let rebooted = supervise::identity::Identity {
+            boot_id: "an-earlier-boot".into(),
+            ..me
+        };
+        std::fs::write(&file, record_with(&rebooted)).unwrap();
+        let r = run(&args(tmp.path(), json!({})));
+        assert!(
+            r.body["msg"].as_str().unwrap().contains("rebooted"),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.body["finished"], true);
+    }
+
+    #[test]
+    fn a_builtin_record_from_before_the_boot_is_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("j1.2");
+        std::fs::write(
+            &file,
+            r#"{"started": true, "finished": false, "ansible_job_id": "j1.2"}"#,
+        )
+        .unwrap();
+        let r = run(&args(tmp.path(), json!({})));
+        assert_eq!(r.body["finished"], false, "written since the boot: running");
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let r = run(&args(tmp.path(), json!({})));
+        assert_eq!(
+            (&r.body["finished"], &r.body["lost"]),
+            (&json!(true), &json!(true))
+        );
+        assert!(r.body["msg"].as_str().unwrap().contains("rebooted"));
     }
 }

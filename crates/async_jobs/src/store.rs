@@ -210,6 +210,18 @@ impl AsyncDir {
         .is_ok()
     }
 
+    /// When the job file was last written.
+    pub fn job_mtime(&self, jid: &JobId) -> Option<std::time::SystemTime> {
+        let st = nix::sys::stat::fstatat(
+            &self.fd,
+            jid.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()?;
+        let secs = u64::try_from(st.st_mtime).ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
     /// Removes the job file and its captured output; `false` when there was no job file.
     pub fn remove_job(&self, jid: &JobId) -> Result<bool> {
         self.remove_output(jid);

@@ -98,8 +98,9 @@ fn prepare<'a>(jid: &JobId, dir: &'a AsyncDir) -> Result<Prepared<'a>, String> {
     let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
     supervise::become_subreaper();
     let (stdout, stderr) = dir.create_output(jid).map_err(|e| e.to_string())?;
+    let me = supervise::identity::Identity::current();
     let recorded = dir
-        .publish_job(jid, &running_record(jid))
+        .publish_job(jid, &running_record(jid, me.as_ref()))
         .map_err(|e| e.to_string())?;
     Ok((signals, recorded, stdout, stderr))
 }

@@ -5,6 +5,8 @@
 //!
 //! The supervisor is single-threaded, which is what makes `fork` here sound.
 
+pub mod identity;
+
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
