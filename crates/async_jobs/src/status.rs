@@ -241,10 +241,10 @@ fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
 /// The answer for a lost job: finished and failed, saying why.
 fn lost(dir: &AsyncDir, jid: &JobId, path: &str, why: String) -> Answer {
     // The supervisor writes the result before it exits: read again before calling it lost.
-    if let Ok(Some(bytes)) = dir.read_job(jid) {
-        if let file @ JobFile::Finished(_) = JobFile::parse(&bytes) {
-            return status_of(jid, path, file);
-        }
+    if let Ok(Some(bytes)) = dir.read_job(jid)
+        && let file @ JobFile::Finished(_) = JobFile::parse(&bytes)
+    {
+        return status_of(jid, path, file);
     }
     let mut o = not_found_shape(failure(why), jid.as_str());
     o.insert("lost".into(), true.into());
