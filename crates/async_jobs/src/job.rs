@@ -3,6 +3,7 @@
 //! false, "ansible_job_id": ...}`; once it ends, the module's own result, which
 //! has no `started` key. That missing key is how a reader knows it finished.
 
+use crate::json_stream::Sanitizer;
 use crate::{JobId, Object};
 use serde_json::Value;
 use supervise::identity::Identity;
@@ -23,10 +24,40 @@ pub enum JobFile {
 impl JobFile {
     pub fn parse(bytes: &[u8]) -> Self {
         match serde_json::from_slice::<Value>(bytes) {
-            Err(_) => JobFile::Unparsable,
-            Ok(Value::Object(o)) if o.contains_key("started") => JobFile::Running(o),
-            Ok(Value::Object(o)) => JobFile::Finished(o),
-            Ok(_) => JobFile::NotAnObject,
+            Ok(v) => Self::classify(v),
+            // The builtin wrapper stores undecodable output as lone surrogate
+            // escapes (`\udcff`), which strict JSON readers refuse; read them as U+FFFD.
+            Err(_) => {
+                let mut sanitizer = Sanitizer::default();
+                let mut text = Vec::with_capacity(bytes.len());
+                sanitizer.feed(bytes, &mut text);
+                sanitizer.finish(&mut text);
+                match serde_json::from_slice::<Value>(&text) {
+                    Ok(v) if sanitizer.replaced > 0 => match Self::classify(v) {
+                        JobFile::Finished(mut o) => {
+                            let note =
+                                "The job's result held text that is not UTF-8; it shows as U+FFFD";
+                            match o.get_mut("warnings") {
+                                Some(Value::Array(list)) => list.push(note.into()),
+                                _ => {
+                                    o.insert("warnings".into(), Value::Array(vec![note.into()]));
+                                }
+                            }
+                            JobFile::Finished(o)
+                        }
+                        other => other,
+                    },
+                    _ => JobFile::Unparsable,
+                }
+            }
+        }
+    }
+
+    fn classify(v: Value) -> Self {
+        match v {
+            Value::Object(o) if o.contains_key("started") => JobFile::Running(o),
+            Value::Object(o) => JobFile::Finished(o),
+            _ => JobFile::NotAnObject,
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod error;
 pub mod jid;
 pub mod job;
+pub mod json_stream;
 pub mod output;
 pub mod paths;
 pub mod status;

@@ -1,48 +1,31 @@
-//! From a module's raw output to the job's result, as the builtin wrapper does:
-//! lines before the first line starting with `{` are dropped, lines after the
-//! last line ending with `}` are dropped and reported in `warnings`, non-empty
-//! stderr is stored as `stderr`, and output with no JSON object becomes a
-//! failure that keeps what the module printed.
+//! From a module's captured output to the job's result, as the builtin wrapper
+//! does it: lines before the first line starting with `{` are dropped, lines
+//! after the last line ending with `}` are dropped and reported in `warnings`,
+//! non-empty stderr is stored as `stderr`, and output with no JSON object
+//! becomes a failure that keeps what the module printed.
+//!
+//! Unlike the builtin, everything streams from the capture files to the job
+//! file, so memory stays flat whatever the module prints; and bytes that are
+//! not UTF-8 never make the result unreadable: they show as U+FFFD and the
+//! exact bytes are kept beside, in base64 (`stderr_base64`, `data_base64`,
+//! `module_stdout_base64`).
 
 use crate::Object;
+use crate::json_stream::{SanitizedReader, write_base64, write_string};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
-/// The line separators of Python's `str.splitlines`, which the builtin uses.
-fn is_line_break(c: char) -> bool {
-    matches!(
-        c,
-        '\n' | '\r'
-            | '\x0b'
-            | '\x0c'
-            | '\x1c'
-            | '\x1d'
-            | '\x1e'
-            | '\u{85}'
-            | '\u{2028}'
-            | '\u{2029}'
-    )
-}
+/// At most this much trailing junk goes into the warning, and this much of
+/// each stream into the result of a job that was stopped.
+pub const TAIL_LIMIT: u64 = 64 * 1024;
 
-/// `str.splitlines()`: `\r\n` counts as one break; no trailing empty line.
-fn split_lines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if is_line_break(c) {
-            lines.push(&text[start..i]);
-            let mut end = i + c.len_utf8();
-            if c == '\r' && matches!(chars.peek(), Some((_, '\n'))) {
-                chars.next();
-                end += 1;
-            }
-            start = end;
-        }
-    }
-    if start < text.len() {
-        lines.push(&text[start..]);
-    }
-    lines
+/// The module's stdout and stderr, as captured in the job's files.
+pub struct Captured {
+    pub stdout: File,
+    pub stderr: File,
 }
 
 /// Why no JSON could be found in a module's output; the texts are the builtin's.
@@ -61,77 +44,322 @@ impl NoJson {
     }
 }
 
-/// Splits the JSON text from the junk around it; returns it with the warnings
-/// for trailing junk.
-pub fn filter_non_json_lines(data: &str) -> Result<(String, Vec<String>), NoJson> {
-    let lines = split_lines(data);
-    let start = lines
-        .iter()
-        .position(|l| l.trim().starts_with('{'))
-        .ok_or(NoJson::NoStart)?;
-    let lines = &lines[start..];
-    let from_end = lines
-        .iter()
-        .rev()
-        .position(|l| l.trim().ends_with('}'))
-        .ok_or(NoJson::NoEnd)?;
-    let end = lines.len() - from_end;
-    let mut warnings = Vec::new();
-    if from_end > 0 {
-        warnings.push(format!(
-            "Module invocation had junk after the JSON data: {}",
-            lines[end..].join("\n")
-        ));
-    }
-    Ok((lines[..end].join("\n"), warnings))
+/// Where the JSON object is in the output, and the junk after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// Start of the first line whose text starts with `{`.
+    pub start: u64,
+    /// Just past the `}` ending the last line whose text ends with `}`.
+    pub end: u64,
+    /// The lines after that line: (offset, length); `None` when there are none.
+    pub junk: Option<(u64, u64)>,
 }
 
-/// The job result for a module that ran and exited: its output turned into a
-/// result. `cmd` is the module command line, reported when the output is not JSON.
-pub fn module_result(stdout: &[u8], stderr: &[u8], cmd: &str) -> Object {
-    let out = String::from_utf8_lossy(stdout);
-    let err = String::from_utf8_lossy(stderr);
-    match parse_result(&out) {
-        Ok((mut result, warnings)) => {
-            if !warnings.is_empty() {
-                let merged = match result.remove("warnings") {
-                    Some(Value::Array(list)) => list,
-                    Some(other) => vec![other],
-                    None => Vec::new(),
-                };
-                let merged = merged
-                    .into_iter()
-                    .chain(warnings.into_iter().map(Value::from))
-                    .collect();
-                result.insert("warnings".into(), Value::Array(merged));
-            }
-            if !err.is_empty() {
-                result.insert("stderr".into(), err.into());
-            }
-            result
+/// Python's `str.strip()` whitespace, the ASCII part of it.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | 0x0b | 0x0c | 0x1c..=0x1f)
+}
+
+/// Finds the JSON object in `input` in one pass, holding no line in memory.
+pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    let (mut pos, mut line_start) = (0u64, 0u64);
+    let mut first: Option<u8> = None;
+    let mut last: Option<(u8, u64)> = None;
+    let (mut start, mut end): (Option<u64>, Option<u64>) = (None, None);
+    // Where the line after the current `end` line begins.
+    let mut after_end: Option<u64> = None;
+    let mut prev_cr = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
         }
-        Err(why) => {
-            let mut o = Object::new();
-            o.insert("failed".into(), true.into());
-            o.insert("cmd".into(), cmd.into());
-            o.insert("data".into(), out.into());
-            o.insert("stderr".into(), err.into());
-            o.insert(
-                "msg".into(),
-                format!("The module's output is not a JSON result: {why}").into(),
-            );
-            o
+        let n = buf.len();
+        for &b in buf {
+            let line_break = b == b'\n' || b == b'\r';
+            if line_break {
+                if !(b == b'\n' && prev_cr) {
+                    close_line(
+                        first,
+                        last,
+                        line_start,
+                        &mut start,
+                        &mut end,
+                        &mut after_end,
+                        pos,
+                    );
+                    first = None;
+                    last = None;
+                }
+                line_start = pos + 1;
+                if after_end == Some(pos) {
+                    after_end = Some(pos + 1);
+                }
+            } else if !is_space(b) {
+                first.get_or_insert(b);
+                last = Some((b, pos));
+            }
+            prev_cr = b == b'\r';
+            pos += 1;
         }
+        reader.consume(n);
+    }
+    if line_start < pos {
+        close_line(
+            first,
+            last,
+            line_start,
+            &mut start,
+            &mut end,
+            &mut after_end,
+            pos,
+        );
+    }
+    let Some(start) = start else {
+        return Ok(Err(NoJson::NoStart));
+    };
+    let Some(end) = end else {
+        return Ok(Err(NoJson::NoEnd));
+    };
+    let junk = after_end.filter(|a| *a < pos).map(|a| (a, pos - a));
+    Ok(Ok(Located { start, end, junk }))
+}
+
+/// Ends one line: it may start the JSON, or be the latest line that ends it.
+fn close_line(
+    first: Option<u8>,
+    last: Option<(u8, u64)>,
+    line_start: u64,
+    start: &mut Option<u64>,
+    end: &mut Option<u64>,
+    after_end: &mut Option<u64>,
+    line_end: u64,
+) {
+    if start.is_none() && first == Some(b'{') {
+        *start = Some(line_start);
+    }
+    if start.is_some()
+        && let Some((b'}', at)) = last
+    {
+        *end = Some(at + 1);
+        // The junk starts after this line's break (moved past \r\n by the caller).
+        *after_end = Some(line_end + 1);
     }
 }
 
-fn parse_result(out: &str) -> Result<(Object, Vec<String>), String> {
-    let (json, warnings) = filter_non_json_lines(out).map_err(|e| e.as_str().to_string())?;
-    match serde_json::from_str::<Value>(&json) {
-        Ok(Value::Object(o)) => Ok((o, warnings)),
-        Ok(_) => Err("the JSON is not an object".into()),
+/// What the result's JSON object holds that the wrapper must merge with.
+#[derive(Debug, Default)]
+struct ObjectInfo {
+    keys: usize,
+    warnings: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for ObjectInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ObjectInfo;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectInfo, A::Error> {
+                let mut info = ObjectInfo::default();
+                // Values are skipped without being stored, whatever their size.
+                while let Some(key) = map.next_key::<String>()? {
+                    info.keys += 1;
+                    if key == "warnings" {
+                        info.warnings = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(info)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Writes `"name":` before each further key of an object, with the comma
+/// that separates it from the one before.
+struct Keys {
+    any: bool,
+}
+
+impl Keys {
+    fn key(&mut self, out: &mut dyn Write, name: &str) -> io::Result<()> {
+        if self.any {
+            out.write_all(b",")?;
+        }
+        self.any = true;
+        write!(out, "\"{name}\":")
+    }
+}
+
+fn region(file: &mut File, start: u64, len: u64) -> io::Result<impl Read + '_> {
+    file.seek(SeekFrom::Start(start))?;
+    Ok(BufReader::with_capacity(64 * 1024, file.take(len)))
+}
+
+/// Checks the located JSON: one object, and nothing after it.
+fn inspect(file: &mut File, at: &Located) -> io::Result<Result<(ObjectInfo, usize), String>> {
+    let mut reader = SanitizedReader::new(region(file, at.start, at.end - at.start)?);
+    let mut de = serde_json::Deserializer::from_reader(&mut reader);
+    let parsed = ObjectInfo::deserialize(&mut de).and_then(|info| de.end().map(|_| info));
+    Ok(match parsed {
+        Ok(info) => Ok((info, reader.replaced())),
+        Err(e) if e.is_io() => return Err(io::Error::other(e)),
         Err(e) => Err(format!("invalid JSON ({e})")),
+    })
+}
+
+/// How the module ran, for the result of one that printed no JSON.
+pub struct Run<'a> {
+    /// The module command line (`cmd` in the result).
+    pub cmd: &'a str,
+    pub jid: &'a str,
+    /// The signal that killed the module, if one did.
+    pub signal: Option<i32>,
+}
+
+/// Writes the job result of a module that ran and exited.
+pub fn write_module_result(cap: &mut Captured, run: &Run, out: &mut dyn Write) -> io::Result<()> {
+    // The capture files share their offset with the module's descriptors: rewind.
+    cap.stdout.seek(SeekFrom::Start(0))?;
+    let located = locate_json(&mut cap.stdout)?;
+    let inspected = match located {
+        Ok(at) => inspect(&mut cap.stdout, &at)?.map(|info| (at, info)),
+        Err(why) => Err(why.as_str().to_string()),
+    };
+    match inspected {
+        Ok((at, (info, replaced))) => write_merged(cap, &at, info, replaced, out),
+        Err(why) => write_no_json(cap, run, &why, out),
     }
+}
+
+/// The module's object, copied as it printed it (sanitized) but for its closing
+/// brace, then the keys the wrapper adds. A key written again later wins, as
+/// in every JSON reader Ansible uses (Python's, serde's), so `warnings` and
+/// `stderr` replace the module's own as the builtin replaces them.
+fn write_merged(
+    cap: &mut Captured,
+    at: &Located,
+    info: ObjectInfo,
+    replaced: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    io::copy(
+        &mut SanitizedReader::new(region(&mut cap.stdout, at.start, at.end - at.start - 1)?),
+        out,
+    )?;
+    let mut keys = Keys { any: info.keys > 0 };
+    let mut warnings: Vec<Value> = match info.warnings {
+        Some(Value::Array(list)) => list,
+        Some(other) => vec![other],
+        None => Vec::new(),
+    };
+    let had_warnings = !warnings.is_empty();
+    if let Some((offset, len)) = at.junk {
+        let mut junk = Vec::new();
+        region(&mut cap.stdout, offset, len.min(TAIL_LIMIT))?.read_to_end(&mut junk)?;
+        let mut text = String::from_utf8_lossy(&junk)
+            .lines()
+            .collect::<Vec<_>>()
+            .join("\n");
+        if len > TAIL_LIMIT {
+            text.push_str(&format!("\n[... {} more bytes]", len - TAIL_LIMIT));
+        }
+        warnings.push(format!("Module invocation had junk after the JSON data: {text}").into());
+    }
+    if replaced > 0 {
+        warnings.push(
+            "The module's result held text that is not UTF-8; it shows as U+FFFD, and the module's exact \
+             output is in module_stdout_base64"
+                .into(),
+        );
+        keys.key(out, "module_stdout_base64")?;
+        write_base64(region(&mut cap.stdout, at.start, at.end - at.start)?, out)?;
+    }
+    if warnings.len() > usize::from(had_warnings) || (had_warnings && warnings.len() > 1) {
+        keys.key(out, "warnings")?;
+        serde_json::to_writer(&mut *out, &warnings)?;
+    }
+    if cap.stderr.metadata()?.len() > 0 {
+        keys.key(out, "stderr")?;
+        write_stream(&mut cap.stderr, "stderr", &mut keys, out)?;
+    }
+    out.write_all(b"}")
+}
+
+/// A whole capture file as a string value (already keyed), plus `<name>_base64`
+/// when it is not UTF-8.
+fn write_stream(
+    file: &mut File,
+    name: &str,
+    keys: &mut Keys,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    if write_string(BufReader::new(&mut *file), out)? {
+        keys.key(out, &format!("{name}_base64"))?;
+        file.seek(SeekFrom::Start(0))?;
+        write_base64(BufReader::new(&mut *file), out)?;
+    }
+    Ok(())
+}
+
+fn write_no_json(cap: &mut Captured, run: &Run, why: &str, out: &mut dyn Write) -> io::Result<()> {
+    let msg = match run.signal {
+        Some(sig) => {
+            format!("The module was killed by signal {sig} before it printed a result ({why})")
+        }
+        None => format!("The module's output is not a JSON result: {why}"),
+    };
+    let mut head = crate::failure(msg);
+    head.insert("cmd".into(), run.cmd.into());
+    head.insert("ansible_job_id".into(), run.jid.into());
+    let mut keys = open_object(&head, out)?;
+    keys.key(out, "data")?;
+    write_stream(&mut cap.stdout, "data", &mut keys, out)?;
+    keys.key(out, "stderr")?;
+    write_stream(&mut cap.stderr, "stderr", &mut keys, out)?;
+    out.write_all(b"}")
+}
+
+/// Writes `head` without its closing brace, for more keys to follow.
+fn open_object(head: &Object, out: &mut dyn Write) -> io::Result<Keys> {
+    let text = serde_json::to_string(head)?;
+    out.write_all(&text.as_bytes()[..text.len() - 1])?;
+    Ok(Keys {
+        any: !head.is_empty(),
+    })
+}
+
+/// Writes the result of a job that was stopped (its limit, or a kill): `head`,
+/// plus the last [`TAIL_LIMIT`] bytes of what the module printed on each stream.
+pub fn write_stopped_result(
+    head: &Object,
+    cap: &mut Captured,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut keys = open_object(head, out)?;
+    let mut truncated = false;
+    for (name, file) in [("stdout", &mut cap.stdout), ("stderr", &mut cap.stderr)] {
+        let len = file.metadata()?.len();
+        if len == 0 {
+            continue;
+        }
+        let from = len.saturating_sub(TAIL_LIMIT);
+        truncated |= from > 0;
+        keys.key(out, name)?;
+        write_string(region(file, from, len - from)?, out)?;
+    }
+    if truncated {
+        keys.key(out, "output_truncated")?;
+        out.write_all(b"true")?;
+    }
+    out.write_all(b"}")
 }
 
 #[cfg(test)]
@@ -139,37 +367,71 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn splits_lines_like_python() {
-        assert_eq!(split_lines("a\nb\r\nc\rd\n"), vec!["a", "b", "c", "d"]);
-        assert_eq!(split_lines("a\n\nb"), vec!["a", "", "b"]);
-        assert_eq!(split_lines(""), Vec::<&str>::new());
-        assert_eq!(split_lines("x\u{2028}y"), vec!["x", "y"]);
+    fn file_with(data: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        f
+    }
+
+    fn result(stdout: &[u8], stderr: &[u8]) -> Object {
+        let mut cap = Captured {
+            stdout: file_with(stdout),
+            stderr: file_with(stderr),
+        };
+        let mut out = Vec::new();
+        let run = Run {
+            cmd: "/tmp/x/AnsiballZ_m /tmp/x/args",
+            jid: "j1.2",
+            signal: None,
+        };
+        write_module_result(&mut cap, &run, &mut out).unwrap();
+        match serde_json::from_slice(&out) {
+            Ok(Value::Object(o)) => o,
+            other => panic!(
+                "not an object: {other:?}: {}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
     }
 
     #[test]
-    fn drops_junk_before_and_warns_about_junk_after() {
-        let (json, warnings) =
-            filter_non_json_lines("motd\nmore\n  {\"a\": 1,\n\"b\": 2}\ntrailing\njunk\n").unwrap();
-        assert_eq!(json, "  {\"a\": 1,\n\"b\": 2}");
+    fn locates_json_like_the_builtin() {
+        let at = |s: &str| locate_json(s.as_bytes()).unwrap();
+        let text = "motd\nmore\n  {\"a\": 1,\n\"b\": 2}  \ntrailing\njunk\n";
+        let l = at(text).unwrap();
         assert_eq!(
-            warnings,
-            vec!["Module invocation had junk after the JSON data: trailing\njunk"]
+            &text[l.start as usize..l.end as usize],
+            "  {\"a\": 1,\n\"b\": 2}"
         );
-        assert_eq!(filter_non_json_lines("{}").unwrap(), ("{}".into(), vec![]));
+        let (o, n) = l.junk.unwrap();
+        assert_eq!(&text[o as usize..(o + n) as usize], "trailing\njunk\n");
         assert_eq!(
-            filter_non_json_lines("no json").unwrap_err(),
-            NoJson::NoStart
+            at("{}").unwrap(),
+            Located {
+                start: 0,
+                end: 2,
+                junk: None
+            }
         );
-        assert_eq!(filter_non_json_lines("{ open").unwrap_err(), NoJson::NoEnd);
+        assert_eq!(
+            at("{}\r\n").unwrap(),
+            Located {
+                start: 0,
+                end: 2,
+                junk: None
+            }
+        );
+        assert_eq!(at("{}\r\nx").unwrap().junk, Some((4, 1)));
+        assert_eq!(at("no json").unwrap_err(), NoJson::NoStart);
+        assert_eq!(at("{ open").unwrap_err(), NoJson::NoEnd);
+        assert_eq!(at("").unwrap_err(), NoJson::NoStart);
     }
 
     #[test]
     fn merges_warnings_and_stderr() {
-        let r = module_result(
+        let r = result(
             b"junk\n{\"rc\": 0, \"warnings\": \"w1\"}\nafter\n",
             b"oops\n",
-            "m a",
         );
         assert_eq!(r["rc"], 0);
         assert_eq!(
@@ -180,30 +442,75 @@ mod tests {
             ])
         );
         assert_eq!(r["stderr"], "oops\n");
-        let r = module_result(b"{\"stderr\": \"own\"}", b"", "m");
+        let r = result(b"{\"stderr\": \"own\", \"warnings\": [\"kept\"]}", b"");
         assert_eq!(r["stderr"], "own", "empty stderr leaves the module's own");
-        assert!(!r.contains_key("warnings"));
+        assert_eq!(r["warnings"], json!(["kept"]));
+        let r = result(b"{}", b"err");
+        assert_eq!(Value::Object(r), json!({"stderr": "err"}));
+        let r = result(b"{\"stderr\": \"own\"}", b"real");
+        assert_eq!(
+            r["stderr"], "real",
+            "stderr replaces the module's own, as in the builtin"
+        );
     }
 
     #[test]
     fn output_without_json_is_a_failure_that_keeps_the_output() {
-        let r = module_result(b"just text\n", b"err", "/tmp/x/AnsiballZ_m /tmp/x/args");
+        let r = result(b"just text\n", b"err");
         assert_eq!(r["failed"], true);
         assert_eq!(r["data"], "just text\n");
         assert_eq!(r["stderr"], "err");
         assert_eq!(r["cmd"], "/tmp/x/AnsiballZ_m /tmp/x/args");
+        assert_eq!(r["ansible_job_id"], "j1.2");
         assert!(
             r["msg"]
                 .as_str()
                 .unwrap()
                 .contains("No start of json char found")
         );
-        let r = module_result(b"{\"a\": }", b"", "m");
-        assert!(r["msg"].as_str().unwrap().contains("invalid JSON"));
-        let r = module_result(b"{}\n[1]", b"", "m");
+        let r = result(b"{\"a\": }", b"");
+        assert!(r["msg"].as_str().unwrap().contains("invalid JSON"), "{r:?}");
+        let r = result(b"{\"a\": 1} {\"b\": 2}", b"");
+        assert!(r["msg"].as_str().unwrap().contains("invalid JSON"), "{r:?}");
+        let r = result(b"[1]\n{", b"");
         assert!(
-            r.get("failed").is_none(),
-            "`[1]` does not end with }} so it is junk: {r:?}"
+            r["msg"]
+                .as_str()
+                .unwrap()
+                .contains("No end of json char found"),
+            "{r:?}"
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_losslessly() {
+        let r = result(b"{\"stdout\": \"a\\udcffb\"}", b"e\xfe\n");
+        assert_eq!(r["stdout"], "a\u{fffd}b");
+        assert_eq!(r["stderr"], "e\u{fffd}\n");
+        assert_eq!(r["stderr_base64"], "Zf4K");
+        assert_eq!(
+            r["module_stdout_base64"],
+            "eyJzdGRvdXQiOiAiYVx1ZGNmZmIifQ=="
+        );
+        assert!(r["warnings"][0].as_str().unwrap().contains("not UTF-8"));
+        let r = result(b"\xff\xfe no json", b"");
+        assert_eq!(r["data"], "\u{fffd}\u{fffd} no json");
+        assert_eq!(r["data_base64"], "//4gbm8ganNvbg==");
+    }
+
+    #[test]
+    fn stopped_jobs_keep_the_tail_of_their_output() {
+        let big = vec![b'x'; (TAIL_LIMIT + 10) as usize];
+        let mut cap = Captured {
+            stdout: file_with(&big),
+            stderr: file_with(b""),
+        };
+        let mut out = Vec::new();
+        write_stopped_result(&crate::job::timeout_result(7), &mut cap, &mut out).unwrap();
+        let r: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(r["msg"], "Timeout exceeded");
+        assert_eq!(r["stdout"].as_str().unwrap().len() as u64, TAIL_LIMIT);
+        assert_eq!(r["output_truncated"], true);
+        assert!(r.get("stderr").is_none());
     }
 }

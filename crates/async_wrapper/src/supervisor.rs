@@ -5,10 +5,10 @@
 
 use crate::args::WrapperArgs;
 use async_jobs::job::{running_record, timeout_result};
-use async_jobs::output::module_result;
-use async_jobs::{AsyncDir, JobId, Object};
+use async_jobs::output::{Captured, Run, write_module_result, write_stopped_result};
+use async_jobs::{AsyncDir, JobId};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +48,9 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
             result.insert("outdata".into(), "".into());
             result.insert("stderr".into(), "".into());
             result.insert("ansible_job_id".into(), jid.as_str().into());
-            store_result(dir, jid, &result);
+            if let Err(e) = dir.write_job(jid, &result) {
+                store_failure(dir, jid, &e.to_string());
+            }
             finish(args, jid, dir);
             return 1;
         }
@@ -56,30 +58,50 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
 
     let deadline = started_at + Duration::from_secs(args.limit_secs);
     let child_pid = child.id();
-    let result = match supervise::wait_for(
+    let event = supervise::wait_for(
         supervise::ProcessId::from_raw(child_pid as i32),
         Some(deadline),
         &signals,
-    ) {
-        Ok(Event::Ended(ended)) => ended_result(args, ended, stdout, stderr),
+    );
+    let mut cap = Captured { stdout, stderr };
+    let stored = match event {
+        Ok(Event::Ended(ended)) => {
+            let signal = match ended {
+                Ended::Signaled(sig) => Some(sig),
+                Ended::Exited(_) => None,
+            };
+            let run = Run {
+                cmd: &args.command_line(),
+                jid: jid.as_str(),
+                signal,
+            };
+            dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
+        }
         Ok(Event::Deadline) => {
             supervise::stop_tree(grace(), &signals);
-            timeout_result(child_pid)
+            dir.write_job_with(jid, |w| {
+                write_stopped_result(&timeout_result(child_pid), &mut cap, w)
+            })
         }
         Ok(Event::StopRequested(sig)) => {
             supervise::stop_tree(grace(), &signals);
-            let mut o = async_jobs::failure(format!(
+            let mut head = async_jobs::failure(format!(
                 "The job was stopped: its supervisor received {sig}"
             ));
-            o.insert("killed".into(), true.into());
-            o.insert("child_pid".into(), child_pid.into());
-            o
+            head.insert("killed".into(), true.into());
+            head.insert("child_pid".into(), child_pid.into());
+            dir.write_job_with(jid, |w| write_stopped_result(&head, &mut cap, w))
         }
-        Err(e) => async_jobs::failure(format!(
-            "The job's supervisor lost track of the module: {e}"
-        )),
+        Err(e) => dir.write_job(
+            jid,
+            &async_jobs::failure(format!(
+                "The job's supervisor lost track of the module: {e}"
+            )),
+        ),
     };
-    store_result(dir, jid, &result);
+    if let Err(e) = stored {
+        store_failure(dir, jid, &e.to_string());
+    }
     finish(args, jid, dir);
     0
 }
@@ -144,38 +166,14 @@ fn interpreter_of(module: &std::path::Path) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-fn ended_result(args: &WrapperArgs, ended: Ended, mut stdout: File, mut stderr: File) -> Object {
-    let out = read_all(&mut stdout);
-    let err = read_all(&mut stderr);
-    let mut result = module_result(&out, &err, &args.command_line());
-    // Output that is no result, from a module killed by a signal: say so.
-    if let (Ended::Signaled(sig), true) = (ended, result.contains_key("data")) {
-        result.insert(
-            "msg".into(),
-            format!("The module was killed by signal {sig} before it printed a result").into(),
-        );
-    }
-    result
-}
-
-fn read_all(f: &mut File) -> Vec<u8> {
-    let mut data = Vec::new();
-    let _ = f
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| f.read_to_end(&mut data));
-    data
-}
-
-/// Writes the final result; if that fails (a full disk), a short failure that
-/// says why, so the job never reads as running forever.
-fn store_result(dir: &AsyncDir, jid: &JobId, result: &Object) {
-    if let Err(e) = dir.write_job(jid, result) {
-        let mut short = async_jobs::failure(format!(
-            "The job ended but its result could not be stored: {e}"
-        ));
-        short.insert("ansible_job_id".into(), jid.as_str().into());
-        let _ = dir.write_job(jid, &short);
-    }
+/// The result could not be stored (a full disk, most likely): store a short
+/// failure that says why, so the job never reads as running forever.
+fn store_failure(dir: &AsyncDir, jid: &JobId, why: &str) {
+    let mut short = async_jobs::failure(format!(
+        "The job ended but its result could not be stored: {why}"
+    ));
+    short.insert("ansible_job_id".into(), jid.as_str().into());
+    let _ = dir.write_job(jid, &short);
 }
 
 /// Removes what only served the run: captured output and the tmp dir the wrapper owns.
