@@ -4,7 +4,7 @@
 //! goes through `expandvars` then `expanduser`.
 
 use nix::unistd::{Uid, User};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `os.path.expanduser`: a leading `~` becomes `$HOME` (or, unset, the passwd
 /// home of the current user); `~name` becomes that user's passwd home. Anything
@@ -81,6 +81,36 @@ pub fn module_path_arg(value: &str) -> PathBuf {
     PathBuf::from(expand_user(&expand_vars(value)))
 }
 
+/// The places a job may be when the async dir was given as `path`: the path
+/// itself, then the same path under each other home of this user. ansible-core's
+/// wrapper expands `~` with `$HOME` while its action plugin asks the passwd entry
+/// (`echo ~user`); where they differ a job is written under one and looked for
+/// under the other (ansible issues 35778, 77257, 81805, 39699).
+pub fn home_variants(path: &Path) -> Vec<PathBuf> {
+    let homes: Vec<PathBuf> = [std::env::var("HOME").ok(), passwd_home(None)]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h.parent().is_some())
+        .collect();
+    home_variants_with(path, &homes)
+}
+
+fn home_variants_with(path: &Path, homes: &[PathBuf]) -> Vec<PathBuf> {
+    let mut places = vec![path.to_path_buf()];
+    for home in homes {
+        if let Ok(rest) = path.strip_prefix(home) {
+            for other in homes {
+                let alt = other.join(rest);
+                if !places.contains(&alt) {
+                    places.push(alt);
+                }
+            }
+        }
+    }
+    places
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +129,30 @@ mod tests {
         assert_eq!(
             expand_user("~root/a"),
             format!("{}/a", root.trim_end_matches('/'))
+        );
+    }
+
+    #[test]
+    fn looks_under_every_home_of_the_user() {
+        let homes = [PathBuf::from("/home/a"), PathBuf::from("/var/lib/a")];
+        let places = home_variants_with(Path::new("/var/lib/a/.ansible_async"), &homes);
+        assert_eq!(
+            places,
+            [
+                PathBuf::from("/var/lib/a/.ansible_async"),
+                PathBuf::from("/home/a/.ansible_async")
+            ]
+        );
+        let places = home_variants_with(Path::new("/srv/async"), &homes);
+        assert_eq!(
+            places,
+            [PathBuf::from("/srv/async")],
+            "a dir outside the homes is the only place"
+        );
+        let same = [PathBuf::from("/root"), PathBuf::from("/root")];
+        assert_eq!(
+            home_variants_with(Path::new("/root/.ansible_async"), &same).len(),
+            1
         );
     }
 

@@ -173,10 +173,32 @@ fn answer(args: &StatusArgs) -> Answer {
         Ok(jid) => jid,
         Err(e) => return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid)),
     };
-    let dir = match AsyncDir::open(&args.async_dir) {
-        Ok(Some(dir)) => dir,
-        Ok(None) => return not_found(&args.jid),
-        Err(e) => return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid)),
+    let places = crate::paths::home_variants(&args.async_dir);
+    let mut found = None;
+    for (i, place) in places.iter().enumerate() {
+        match AsyncDir::open(place) {
+            Ok(Some(dir)) if dir.has_job(&jid) => {
+                found = Some(dir);
+                break;
+            }
+            Ok(_) => {}
+            // The dir the controller named must be usable; another home is only a guess.
+            Err(e) if i == 0 => {
+                return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid));
+            }
+            Err(_) => {}
+        }
+    }
+    let Some(dir) = found else {
+        let mut answer = not_found(&args.jid);
+        if let Answer::Failed(o) = &mut answer {
+            let looked: Vec<Value> = places
+                .iter()
+                .map(|p| p.join(jid.as_str()).to_string_lossy().into_owned().into())
+                .collect();
+            o.insert("looked_in".into(), Value::Array(looked));
+        }
+        return answer;
     };
     let path = dir.job_path(&jid).to_string_lossy().into_owned();
     match args.mode {
@@ -343,6 +365,7 @@ mod tests {
                 (&json!(true), &json!(true))
             );
             assert_eq!(r.body["invocation"]["module_args"]["mode"], "status");
+            assert_eq!(r.body["looked_in"][0], dir.join("j1.2").to_str().unwrap());
         }
     }
 

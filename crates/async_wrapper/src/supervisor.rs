@@ -169,6 +169,8 @@ fn interpreter_of(module: &std::path::Path) -> Vec<std::ffi::OsString> {
 /// The result could not be stored (a full disk, most likely): store a short
 /// failure that says why, so the job never reads as running forever.
 fn store_failure(dir: &AsyncDir, jid: &JobId, why: &str) {
+    // The capture files may be what filled the disk.
+    dir.remove_output(jid);
     let mut short = async_jobs::failure(format!(
         "The job ended but its result could not be stored: {why}"
     ));
