@@ -140,13 +140,14 @@ fn spawn_module(
     if let Some(a) = &args.args_file {
         argv.push(a.clone().into_os_string());
     }
-    Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(stdout?)
         .stderr(stderr?)
-        .process_group(0)
-        .spawn()
+        .process_group(0);
+    supervise::reset_signals_on_exec(&mut cmd);
+    cmd.spawn()
 }
 
 /// The `#!` line of a script as argv words; empty for a binary.

@@ -104,8 +104,8 @@ pub fn become_subreaper() -> bool {
 
 /// The signals the supervisor handles synchronously: child exits, and the
 /// requests to stop (TERM, INT, HUP). They are blocked here and taken with
-/// `sigtimedwait`, so nothing is missed between a check and a wait. Children
-/// start with an empty mask (std's spawn resets it).
+/// `sigtimedwait`, so nothing is missed between a check and a wait. A child
+/// must not inherit the mask: see [`reset_signals_on_exec`].
 pub fn block_supervisor_signals() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for s in [
@@ -118,6 +118,26 @@ pub fn block_supervisor_signals() -> Result<SigSet> {
     }
     set.thread_block().map_err(Error::SignalMask)?;
     Ok(set)
+}
+
+/// Makes `cmd`'s child start with default signal handling: an empty signal
+/// mask (it would otherwise inherit the supervisor's, and ignore the TERM that
+/// stops it at its limit) and SIGPIPE at its default (Rust ignores it).
+pub fn reset_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only async-signal-safe functions (sigprocmask, signal) on local data.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }
 
 /// How the module process ended.

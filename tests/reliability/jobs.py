@@ -1,0 +1,97 @@
+"""Driving the native modules directly, as ansible-core runs them on a target:
+the launcher with the controller's argv, the status binary with an args file."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import MODULES_DIR
+
+WRAPPER = MODULES_DIR / "async_wrapper"
+STATUS = MODULES_DIR / "async_status"
+
+
+def module(tmp_path, body, name="AnsiballZ_test.sh", folder="ansible-tmp-1-2-3"):
+    """A script module in a folder named like ansible's remote tmp dirs."""
+    d = tmp_path / folder
+    d.mkdir(exist_ok=True)
+    m = d / name
+    m.write_text("#!/bin/sh\n" + body)
+    m.chmod(0o755)
+    return m
+
+
+def launch(async_dir, mod, limit=30, env=None, extra=("-preserve_tmp",), prefix="j42", check=True):
+    """Runs the launcher; returns (returncode, parsed JSON output)."""
+    full_env = dict(os.environ, ANSIBLE_ASYNC_DIR=str(async_dir))
+    full_env.update(env or {})
+    proc = subprocess.run(["/bin/sh", str(WRAPPER), prefix, str(limit), str(mod), "_", *extra],
+                          env=full_env, capture_output=True, text=True, timeout=60)
+    out = json.loads(proc.stdout)
+    if check:
+        assert proc.returncode == 0 and out.get("started") is True, (proc.returncode, proc.stdout, proc.stderr)
+    return proc.returncode, out
+
+
+def read_job(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def wait_finished(path, timeout=30.0):
+    """Polls the job file until it holds a result (no `started` key)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = read_job(path)
+        if data is not None and "started" not in data:
+            return data
+        time.sleep(0.02)
+    raise AssertionError(f"job {path} did not finish within {timeout}s: {read_job(path)}")
+
+
+def status(tmp_path, args, raw=None):
+    """Runs the status binary on an args file; returns (returncode, parsed output)."""
+    f = tmp_path / f"args-{time.monotonic_ns()}.json"
+    f.write_text(raw if raw is not None else json.dumps(args))
+    proc = subprocess.run([str(STATUS), str(f)], capture_output=True, text=True, timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def pids_with(marker):
+    """Pids of live (non-zombie) processes whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_all(pids):
+    """Ends processes this test started (found by a marker only it uses)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def rss_kb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
