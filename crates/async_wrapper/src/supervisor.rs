@@ -48,6 +48,7 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
             result.insert("outdata".into(), "".into());
             result.insert("stderr".into(), "".into());
             result.insert("ansible_job_id".into(), jid.as_str().into());
+            drop((stdout, stderr));
             if let Err(e) = dir.write_job(jid, &result) {
                 store_failure(dir, jid, &e.to_string());
             }
@@ -99,6 +100,8 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
             )),
         ),
     };
+    // Closed, the capture files free their space (a full disk may be why the result failed).
+    drop(cap);
     if let Err(e) = stored {
         store_failure(dir, jid, &e.to_string());
     }
@@ -170,7 +173,7 @@ fn interpreter_of(module: &std::path::Path) -> Vec<std::ffi::OsString> {
 /// The result could not be stored (a full disk, most likely): store a short
 /// failure that says why, so the job never reads as running forever.
 fn store_failure(dir: &AsyncDir, jid: &JobId, why: &str) {
-    // The capture files may be what filled the disk.
+    // The capture files may be what filled the disk (the caller has closed them).
     dir.remove_output(jid);
     let mut short = async_jobs::failure(format!(
         "The job ended but its result could not be stored: {why}"
