@@ -15,6 +15,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The names of a job's captured module output inside its private output dir.
 pub const STDOUT: &str = "stdout";
@@ -145,7 +146,14 @@ impl AsyncDir {
             path: self.job_path(jid),
             source,
         };
-        let tmp = format!(".{}.{}.tmp", jid, std::process::id());
+        // Unique per write, across processes (pid) and threads (counter).
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!(
+            ".{}.{}.{}.tmp",
+            jid,
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        );
         let fd = openat(
             &self.fd,
             tmp.as_str(),
