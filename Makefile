@@ -15,7 +15,7 @@ RELEASE_DIR := target/$(TARGET)/release
 BINARIES := $(RELEASE_DIR)/async_wrapper $(RELEASE_DIR)/async_status
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build venv demo test test-rust test-integration lint collection clean
+.PHONY: all build venv demo test test-rust test-integration lint collection clean bench
 
 all: build demo
 
@@ -54,6 +54,16 @@ test: test-rust test-integration
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The bench draws its chart with matplotlib, kept out of the test venv.
+BENCH_VENV := bench/.venv
+$(BENCH_VENV)/.ready:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet matplotlib
+	touch $@
+
+bench: build $(BENCH_VENV)/.ready
+	$(BENCH_VENV)/bin/python bench/bench.py
 
 collection: build
 	cd ansible_collection && ../$(VENV)/bin/ansible-galaxy collection build --force --output-path ../dist

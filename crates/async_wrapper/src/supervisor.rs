@@ -57,6 +57,8 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
         }
     };
 
+    // From here on the supervisor only waits: hold no more memory than that needs.
+    supervise::release_startup_pages();
     let deadline = started_at + Duration::from_secs(args.limit_secs);
     let child_pid = child.id();
     let event = supervise::wait_for(
