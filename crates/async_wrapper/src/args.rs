@@ -11,8 +11,10 @@ const USAGE: &str = "usage: async_wrapper <jid> <time_limit> <modulescript> <arg
 pub struct WrapperArgs {
     /// The controller's part of the job id (`j` and digits); the wrapper adds its pid.
     pub jid_prefix: String,
-    /// The task's `async` value, in whole seconds.
-    pub limit_secs: u64,
+    /// The task's `async` value, in whole seconds; `None` for 0, which
+    /// ansible-core passes when the module keeps its own time (gather_facts
+    /// with `parallel: true` and a `gather_timeout`): no limit then.
+    pub limit_secs: Option<u64>,
     pub module: PathBuf,
     /// `None` when the controller passed `_` (Python modules carry their arguments).
     pub args_file: Option<PathBuf>,
@@ -46,10 +48,11 @@ impl WrapperArgs {
         let jid_prefix = text(0, "the job id")?;
         let limit = text(1, "the time limit")?;
         let limit_secs = match limit.parse::<i64>() {
-            Ok(n) if n > 0 => n as u64,
+            Ok(0) => None,
+            Ok(n) if n > 0 => Some(n as u64),
             Ok(n) => {
                 return Err(format!(
-                    "the time limit must be a positive number of seconds, got {n}"
+                    "the time limit must be 0 (none) or a positive number of seconds, got {n}"
                 ));
             }
             Err(_) => {
@@ -162,7 +165,12 @@ mod tests {
                 a.args_file.clone(),
                 a.preserve_tmp
             ),
-            ("j12", 60, None, false)
+            ("j12", Some(60), None, false)
+        );
+        let zero = WrapperArgs::parse(&argv(&["j12", "0", m.to_str().unwrap(), "_"])).unwrap();
+        assert_eq!(
+            zero.limit_secs, None,
+            "0: no limit, as gather_facts passes it"
         );
         assert_eq!(a.owned_tmp_dir(), Some(tmp.path()));
         assert_eq!(a.command_line(), m.display().to_string());
@@ -217,8 +225,10 @@ mod tests {
                 &["j1", "soon", m, "_"],
                 "whole number of seconds, got \"soon\"",
             ),
-            (&["j1", "0", m, "_"], "positive number of seconds, got 0"),
-            (&["j1", "-3", m, "_"], "positive number of seconds, got -3"),
+            (
+                &["j1", "-3", m, "_"],
+                "0 (none) or a positive number of seconds, got -3",
+            ),
             (
                 &["j1", "5", "/nonexistent/module", "_"],
                 "the module /nonexistent/module cannot be used",

@@ -21,7 +21,6 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs the job to its end. Returns the process exit code.
 pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) -> i32 {
-    let started_at = Instant::now();
     let prepared = prepare(jid, dir);
     let (signals, recorded, stdout, stderr) = match prepared {
         Ok(p) => p,
@@ -35,10 +34,9 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
     // everything that happens to the job, a failure to start included, ends up in it.
     let _ = notify.write_all(b"ok");
     drop(notify);
-    // Durability of the running record need not delay the launch. If it fails
-    // the disk is failing; the result write below reports that.
-    let _ = recorded.sync();
 
+    // The limit is the module's time: it counts from its start.
+    let started_at = Instant::now();
     let child = match spawn_module(args, stdout.try_clone(), stderr.try_clone()) {
         Ok(child) => child,
         Err(e) => {
@@ -57,13 +55,19 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
         }
     };
 
+    // Durable while the module runs: an fsync can take long when the disk is
+    // busy, and neither the launch nor the job should wait for it. If it fails
+    // the disk is failing; the result write below reports that.
+    let _ = recorded.sync();
     // From here on the supervisor only waits: hold no more memory than that needs.
     supervise::release_startup_pages();
-    let deadline = started_at + Duration::from_secs(args.limit_secs);
+    let deadline = args
+        .limit_secs
+        .map(|secs| started_at + Duration::from_secs(secs));
     let child_pid = child.id();
     let event = supervise::wait_for(
         supervise::ProcessId::from_raw(child_pid as i32),
-        Some(deadline),
+        deadline,
         &signals,
     );
     let mut cap = Captured { stdout, stderr };

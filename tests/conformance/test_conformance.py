@@ -1,0 +1,78 @@
+"""ansible-core's own async integration targets, run as ansible-test runs them,
+with the native modules active (or the builtin ones with ASYNC_IMPL=builtin).
+
+A role target runs as a generated play on `testhost` with the target as its
+role, ANSIBLE_ROLES_PATH at the targets and the integration dir as the working
+dir; a script target runs its runme.sh. The targets are taken unchanged from
+the ansible-core sdist of the installed version."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from ansible.release import __version__ as ANSIBLE_VERSION
+
+from conftest import VENV_BIN, base_env
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fetch_targets import fetch  # noqa: E402
+
+# The least number of tasks each target runs when it passes, so a target that
+# silently did nothing cannot pass.
+MIN_OK = {"async": 45, "async_fail": 3}
+
+
+@pytest.fixture(scope="module")
+def integration():
+    return fetch(ANSIBLE_VERSION)
+
+
+def target_env(tmp_path, integration):
+    env = base_env(tmp_path)
+    env.update(
+        ANSIBLE_ROLES_PATH=str(integration / "targets"),
+        ANSIBLE_PLAYBOOK_DIR=str(integration),
+        INVENTORY_PATH=str(integration / "inventory"),
+        OUTPUT_DIR=str(tmp_path),
+        # ansible-test runs targets with its own interpreter pinned; the targets'
+        # nested ansible-playbook runs (delegated to localhost) inherit this.
+        ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
+    )
+    return env
+
+
+def recap(output):
+    found = re.findall(r"^testhost\s*:\s*ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
+    assert found, "no play recap for testhost"
+    ok, unreachable, failed = map(int, found[-1])
+    return ok, unreachable, failed
+
+
+@pytest.mark.parametrize("target", ["async", "async_fail"])
+def test_role_target(tmp_path, integration, target):
+    playbook = integration / f"{target}-{os.getpid()}.yml"
+    playbook.write_text(json.dumps([{"hosts": "testhost", "gather_facts": True, "roles": [target]}]))
+    try:
+        proc = subprocess.run([VENV_BIN / "ansible-playbook", playbook.name, "-i", "inventory"],
+                              cwd=integration, env=target_env(tmp_path, integration),
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        playbook.unlink()
+    print(proc.stdout[-4000:])
+    assert proc.returncode == 0, proc.stdout[-20000:] + proc.stderr[-5000:]
+    ok, unreachable, failed = recap(proc.stdout)
+    assert (unreachable, failed) == (0, 0)
+    assert ok >= MIN_OK[target], f"only {ok} tasks ran"
+
+
+def test_script_target_async_extra_data(tmp_path, integration):
+    target = integration / "targets" / "async_extra_data"
+    proc = subprocess.run(["bash", "./runme.sh"], cwd=target, env=target_env(tmp_path, integration),
+                          capture_output=True, text=True, timeout=600)
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stdout[-20000:] + proc.stderr[-5000:]
+    # runme.sh greps for the warning; check it ran the play too.
+    assert "junk after the JSON data: junk_after_module_output" in proc.stdout
