@@ -1,0 +1,375 @@
+"""Issue 2's integration suite: the playbook patterns users write, run by real
+ansible-core on four local hosts with the native modules active (ASYNC_IMPL=builtin
+runs the same against ansible-core's own modules)."""
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import IMPL, adhoc, base_env, native_active, playbook, write_inventory
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_play(tmp_path, inventory, env, tasks, *args, hosts="all", extra_play="", check=True):
+    """Runs one play (tasks as YAML text) from a dir with our test modules in library/."""
+    pb_dir = tmp_path / "pb"
+    if not pb_dir.exists():
+        shutil.copytree(HERE / "library", pb_dir / "library")
+    pb = pb_dir / f"play{time.monotonic_ns()}.yml"
+    pb.write_text(f"- hosts: {hosts}\n  gather_facts: false\n{extra_play}  tasks:\n" +
+                  "\n".join("    " + line for line in tasks.strip("\n").splitlines()) + "\n")
+    return playbook(pb, inventory, env, *args, check=check)
+
+
+def dump(var, path):
+    """A task that writes a registered variable as JSON, for the test to read."""
+    return f"""- copy:
+    content: "{{{{ {var} | to_json }}}}"
+    dest: "{path}"
+  delegate_to: localhost
+  run_once: true
+"""
+
+
+def job_files(async_dir):
+    return sorted(p.name for p in async_dir.iterdir() if not p.name.startswith(".")) if async_dir.exists() else []
+
+
+def test_fire_then_wait_with_until_then_cleanup(tmp_path, inventory, env, async_dir):
+    run_play(tmp_path, inventory, env, """
+- shell: "echo out-{{ inventory_hostname }}; echo err >&2; sleep 1"
+  async: 30
+  poll: 0
+  register: job
+- assert:
+    that: [job.started, not job.finished, job.ansible_job_id is match('j\\d+\\.\\d+')]
+- stat: {path: "{{ job.results_file }}"}
+  register: file
+- assert: {that: [file.stat.exists]}
+- async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 30
+  delay: 0.5
+- assert:
+    that:
+      - st.finished and st.started
+      - st.rc == 0
+      - st.stdout == 'out-' ~ inventory_hostname
+      - st.stderr == 'err'
+      - st.ansible_job_id == job.ansible_job_id
+- async_status: {jid: "{{ job.ansible_job_id }}", mode: cleanup}
+  register: cl
+- assert: {that: ["cl.erased == job.results_file"]}
+- stat: {path: "{{ job.results_file }}"}
+  register: gone
+- assert: {that: [not gone.stat.exists]}
+""")
+    assert job_files(async_dir) == []
+
+
+def test_poll_n_waits_and_cleans_up(tmp_path, inventory, env, async_dir):
+    run_play(tmp_path, inventory, env, """
+- command: echo polled
+  async: 20
+  poll: 1
+  register: r
+- assert: {that: [r is finished, r is successful, r.stdout == 'polled', r.rc == 0]}
+""")
+    assert job_files(async_dir) == [], "the executor's automatic cleanup removed every job file"
+
+
+def test_a_loop_of_8_jobs_runs_at_once(tmp_path, env, async_dir):
+    inv = write_inventory(tmp_path / "one", ["h1"], ansible_async_dir=async_dir)
+    out = tmp_path / "waited.json"
+    start = time.monotonic()
+    run_play(tmp_path, inv, env, """
+- shell: "date +%s.%N; sleep 5; date +%s.%N"
+  async: 60
+  poll: 0
+  loop: "{{ range(8) | list }}"
+  register: fired
+- async_status: {jid: "{{ item.ansible_job_id }}"}
+  loop: "{{ fired.results }}"
+  register: waited
+  until: waited is finished
+  retries: 60
+  delay: 0.5
+""" + dump("waited.results | map(attribute='stdout_lines') | list", out))
+    wall = time.monotonic() - start
+    spans = [(float(a), float(b)) for a, b in json.loads(out.read_text())]
+    assert len(spans) == 8
+    # Every job had started before any had ended: they ran together.
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
+    print(f"8 jobs of 5 s each: playbook wall time {wall:.1f} s")
+
+
+def test_adhoc_background_then_status_and_polled(tmp_path, inventory, env):
+    fired = adhoc("host1", inventory, env, "-B", "60", "-P", "0", "-a", "sleep 2")["host1"]
+    assert fired["started"] and fired["ansible_job_id"]
+    jid = fired["ansible_job_id"]
+    first = adhoc("host1", inventory, env, "-m", "async_status", "-a", f"jid={jid}")["host1"]
+    assert first["finished"] is False and first["started"] is True
+    deadline = time.monotonic() + 20
+    while True:
+        st = adhoc("host1", inventory, env, "-m", "async_status", "-a", f"jid={jid}")["host1"]
+        if st["finished"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert st["finished"] is True and st["rc"] == 0 and st["cmd"] == ["sleep", "2"]
+    polled = adhoc("host1", inventory, env, "-B", "10", "-P", "1", "-a", "echo polled")["host1"]
+    assert polled["finished"] is True and polled["rc"] == 0 and polled["stdout"] == "polled"
+
+
+def test_a_limit_that_expires(tmp_path, inventory, env):
+    marker = f"100.{os.getpid() % 1000}{time.monotonic_ns() % 1000}"
+    try:
+        run_play(tmp_path, inventory, env, f"""
+- command: sleep {marker}
+  async: 3
+  poll: 0
+  register: job
+- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
+  register: st
+  until: st is finished
+  retries: 40
+  delay: 0.5
+  ignore_errors: true
+- assert:
+    that: [st is failed, "'Timeout exceeded' in st.msg", st.finished]
+- command: sleep {marker}
+  async: 2
+  poll: 1
+  register: polled
+  ignore_errors: true
+- assert:
+    that: [polled is failed]
+""", hosts="host1")
+        time.sleep(0.3)
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and f"sleep {marker}" in _cmdline(p)]
+        assert left == [], "the limit stopped the job's process"
+    finally:
+        for p in Path("/proc").iterdir():
+            if p.name.isdigit() and f"sleep {marker}" in _cmdline(p):
+                os.kill(int(p.name), 9)
+
+
+def _cmdline(p):
+    try:
+        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_failing_command_keeps_rc_stdout_stderr(tmp_path, inventory, env):
+    run_play(tmp_path, inventory, env, """
+- shell: "echo out; echo err >&2; exit 3"
+  async: 20
+  poll: 0
+  register: job
+- async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 20
+  delay: 0.5
+  ignore_errors: true
+- assert:
+    that: [st is failed, st.rc == 3, st.stdout == 'out', st.stderr == 'err', st.finished]
+""", hosts="host1")
+
+
+def test_junk_around_the_json_and_no_json_at_all(tmp_path, inventory, env):
+    out = tmp_path / "r.json"
+    run_play(tmp_path, inventory, env, """
+- junky:
+  async: 20
+  poll: 1
+  register: junk
+- assert:
+    that:
+      - junk.junky
+      - "junk.warnings | select('search', 'Module invocation had junk after the JSON data: trailing junk') | list | length == 1"
+- nojson:
+  async: 20
+  poll: 1
+  register: nojson
+  ignore_errors: true
+""" + dump("nojson", out), hosts="host1")
+    r = json.loads(out.read_text())
+    assert r["failed"] is True and r["finished"] is True
+    assert "this is not json" in r["data"] and r["stderr"] == "an error\n"
+
+
+def test_a_custom_async_dir(tmp_path, env):
+    custom = tmp_path / "custom-async"
+    inv = write_inventory(tmp_path / "one", ["h1"])
+    run_play(tmp_path, inv, env, f"""
+- command: echo moo
+  async: 20
+  poll: 0
+  register: job
+  vars:
+    ansible_async_dir: "{custom}"
+- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
+  register: missing
+  ignore_errors: true
+- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
+  register: found
+  until: found is finished
+  retries: 20
+  delay: 0.5
+  vars:
+    ansible_async_dir: "{custom}"
+- assert:
+    that:
+      - missing is failed
+      - missing.msg == 'could not find job'
+      - found.stdout == 'moo'
+      - found.results_file.startswith('{custom}/')
+""")
+    assert custom.is_dir()
+
+
+def test_status_in_check_mode_reports_the_real_status(tmp_path, inventory, env):
+    run_play(tmp_path, inventory, env, """
+- command: echo checked
+  async: 20
+  poll: 0
+  register: job
+  check_mode: false
+- async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 20
+  delay: 0.5
+  check_mode: true
+- assert: {that: [st.stdout == 'checked', st.finished]}
+""", "--check", hosts="host1")
+
+
+@pytest.mark.parametrize("style", ["throttle", "free"])
+def test_throttle_and_free_strategy(tmp_path, inventory, env, style):
+    extra = "  strategy: free\n" if style == "free" else ""
+    throttle = "  throttle: 2\n" if style == "throttle" else ""
+    run_play(tmp_path, inventory, env, f"""
+- shell: "sleep 1; echo {{{{ inventory_hostname }}}}"
+  async: 30
+  poll: 0
+  register: job
+{throttle}- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
+  register: st
+  until: st is finished
+  retries: 30
+  delay: 0.5
+{throttle}- assert: {{that: ["st.stdout == inventory_hostname", st.rc == 0]}}
+""", extra_play=extra)
+
+
+def test_a_job_outlives_its_playbook(tmp_path, inventory, env):
+    saved = tmp_path / "jid.txt"
+    run_play(tmp_path, inventory, env, f"""
+- command: sleep 2
+  async: 30
+  poll: 0
+  register: job
+- copy: {{content: "{{{{ job.ansible_job_id }}}}", dest: "{saved}"}}
+""", hosts="host1")
+    jid = saved.read_text()
+    run_play(tmp_path, inventory, env, f"""
+- async_status: {{jid: "{jid}"}}
+  register: st
+  until: st is finished
+  retries: 30
+  delay: 0.5
+- assert: {{that: [st.rc == 0, st.finished, "st.cmd == ['sleep', '2']"]}}
+""", hosts="host1")
+
+
+# Interop: a fleet mid-migration mixes builtin and native wrappers and status modules.
+
+def builtin_env(tmp_path):
+    empty = tmp_path / "no-library"
+    empty.mkdir(exist_ok=True)
+    return base_env(tmp_path, library=empty)
+
+
+def native_env(tmp_path):
+    return base_env(tmp_path, library=Path(__file__).resolve().parents[2] / "ansible_collection/plugins/modules")
+
+
+@pytest.mark.skipif(not native_active(), reason="interop needs the native modules")
+@pytest.mark.parametrize("launcher,reader", [("builtin", "native"), ("native", "builtin")])
+def test_interop(tmp_path, inventory, launcher, reader):
+    envs = {"builtin": builtin_env(tmp_path), "native": native_env(tmp_path)}
+    saved = tmp_path / "jid.txt"
+    run_play(tmp_path, inventory, envs[launcher], f"""
+- shell: "sleep 5; echo from-{launcher}; echo warn >&2"
+  async: 30
+  poll: 0
+  register: job
+- copy: {{content: "{{{{ job.ansible_job_id }}}}", dest: "{saved}"}}
+""", hosts="host1")
+    jid = saved.read_text()
+    run_play(tmp_path, inventory, envs[reader], f"""
+- async_status: {{jid: "{jid}"}}
+  register: running
+- assert: {{that: [running.started, not running.finished]}}
+- async_status: {{jid: "{jid}"}}
+  register: st
+  until: st is finished
+  retries: 30
+  delay: 0.5
+- assert: {{that: ["st.stdout == 'from-{launcher}'", "st.stderr == 'warn'", st.rc == 0]}}
+- async_status: {{jid: "{jid}", mode: cleanup}}
+  register: cl
+- assert: {{that: [cl.erased is defined]}}
+""", hosts="host1")
+
+
+VOLATILE = {"start", "end", "delta", "ansible_job_id", "results_file", "child_pid", "invocation", "attempts",
+            "supervisor"}
+
+
+@pytest.mark.skipif(not native_active(), reason="compares the native modules with the builtin")
+def test_results_match_the_builtin(tmp_path, inventory):
+    tasks = """
+- shell: "echo ok; echo err >&2"
+  async: 20
+  poll: 0
+  register: ok_job
+- shell: "echo bad; exit 2"
+  async: 20
+  poll: 0
+  register: bad_job
+- junky:
+  async: 20
+  poll: 0
+  register: junk_job
+- command: sleep 60
+  async: 1
+  poll: 0
+  register: slow_job
+- async_status: {jid: "{{ item.ansible_job_id }}"}
+  loop: [ "{{ ok_job }}", "{{ bad_job }}", "{{ junk_job }}", "{{ slow_job }}" ]
+  register: st
+  until: st is finished
+  retries: 60
+  delay: 0.5
+  ignore_errors: true
+"""
+    results = {}
+    for impl, env in (("builtin", builtin_env(tmp_path)), ("native", native_env(tmp_path))):
+        out = tmp_path / f"{impl}.json"
+        run_play(tmp_path, inventory, env, tasks + dump("st.results", out), hosts="host1")
+        results[impl] = [{k: v for k, v in r.items() if k not in VOLATILE and k != "item"}
+                         for r in json.loads(out.read_text())]
+    for b, n in zip(results["builtin"], results["native"]):
+        assert set(b) == set(n) or set(n) - set(b) <= {"stdout", "stderr", "stdout_lines", "stderr_lines"}, (b, n)
+        for key in b:
+            assert b[key] == n[key], (key, b, n)
