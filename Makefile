@@ -31,7 +31,7 @@ venv: $(VENV)/.ready
 $(BINARIES): venv $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 	cargo zigbuild --release --locked --target $(ZIG_TARGET) -p async_wrapper -p async_status
 
-$(MODULES)/async_wrapper: $(RELEASE_DIR)/async_wrapper tools/mklauncher.sh
+$(MODULES)/async_wrapper: $(RELEASE_DIR)/async_wrapper tools/mklauncher.sh tools/launcher.sh.in
 	mkdir -p $(MODULES)
 	tools/mklauncher.sh $< $@
 

@@ -26,12 +26,15 @@ VENV_BIN = ROOT / ".venv" / "bin"
 MODULES = ROOT / "ansible_collection" / "plugins" / "modules"
 PYTHON = "/usr/bin/python3"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-REPEAT = 7 if QUICK else 25
+REPEAT = 7 if QUICK else 15
 IMPLS = ("builtin", "native")
 
 
+T0 = time.monotonic()
+
+
 def log(msg):
-    print(msg, flush=True)
+    print(f"[{time.monotonic() - T0:5.0f} s] {msg}", flush=True)
 
 
 class Host:
@@ -96,9 +99,19 @@ def capture_status(host, impl, jid):
 
 
 def timed(cmd, env=None):
+    """Until the command has printed its JSON result (the controller reads it then)."""
     start = time.perf_counter()
-    subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, env=env, check=False)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = b""
+    while True:
+        chunk = proc.stdout.read1(65536)
+        out += chunk
+        if not chunk or out.rstrip().endswith(b"}"):
+            break
+    took = time.perf_counter() - start
+    proc.stdout.read()
+    proc.wait()
+    return took
 
 
 def alternate(cmds, n, settle=0.0):
