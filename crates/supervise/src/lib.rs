@@ -288,8 +288,49 @@ fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
 
 /// Every live descendant of this process, found through /proc. As a subreaper
 /// this process inherits every orphan of the tree, so the walk finds processes
-/// that left the module's process group or session too.
+/// that left the module's process group or session too. It follows each
+/// process's `children` lists down the tree, so its cost is the job's own tree
+/// whatever else runs on the host (a thousand jobs stopped at once would make a
+/// scan of all of /proc quadratic); a kernel without those lists gets the scan.
 pub fn descendants() -> Vec<Pid> {
+    let me = std::process::id() as i32;
+    let found = match children_of(me) {
+        Some(first) => {
+            let mut found = first;
+            let mut i = 0;
+            while i < found.len() {
+                let more = children_of(found[i]).unwrap_or_default();
+                found.extend(more.into_iter().filter(|p| *p != me));
+                i += 1;
+            }
+            found
+        }
+        None => scan_descendants(me),
+    };
+    found.into_iter().map(Pid::from_raw).collect()
+}
+
+/// The children of `pid` from /proc/<pid>/task/*/children; `None` when the
+/// kernel does not provide the lists.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            any = true;
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    // A process that is gone has no task dir: no children, and no reason to scan.
+    any.then_some(children)
+}
+
+/// The descendants of `root` by reading every process's parent in /proc.
+fn scan_descendants(root: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -306,7 +347,7 @@ pub fn descendants() -> Vec<Pid> {
             parent_of.push((pid, ppid));
         }
     }
-    let mut found = vec![std::process::id() as i32];
+    let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];
@@ -318,7 +359,7 @@ pub fn descendants() -> Vec<Pid> {
         );
         i += 1;
     }
-    found.into_iter().skip(1).map(Pid::from_raw).collect()
+    found.split_off(1)
 }
 
 /// The parent pid in /proc/<pid>/stat (the field after the command name, which may hold spaces).
@@ -367,6 +408,32 @@ pub fn stop_tree(grace: Duration, signals: &SigSet) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_walks_find_the_same_tree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let me = std::process::id() as i32;
+        let walked: Vec<i32> = descendants().into_iter().map(|p| p.as_raw()).collect();
+        let scanned = scan_descendants(me);
+        // Other tests may have children of their own: look at this one's subtree.
+        let sh = child.id() as i32;
+        let sleeps = children_of(sh).expect("children lists");
+        assert_eq!(sleeps.len(), 2, "sh runs two sleeps: {sleeps:?}");
+        for p in std::iter::once(sh).chain(sleeps.iter().copied()) {
+            assert!(
+                walked.contains(&p) && scanned.contains(&p),
+                "{p} in {walked:?} and {scanned:?}"
+            );
+        }
+        for p in sleeps {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        child.wait().unwrap();
+    }
 
     #[test]
     fn reads_ppid_of_self() {
