@@ -15,7 +15,7 @@ RELEASE_DIR := target/$(TARGET)/release
 BINARIES := $(RELEASE_DIR)/async_wrapper $(RELEASE_DIR)/async_status
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build venv demo test test-rust test-integration lint collection clean bench
+.PHONY: all build venv demo test test-rust test-integration lint collection clean bench soak
 
 all: build demo
 
@@ -71,3 +71,9 @@ collection: build
 clean:
 	cargo clean
 	rm -f $(MODULES)/async_wrapper $(MODULES)/async_status
+
+# Load and soak (minutes, not part of `make test`): 1000 jobs at once with their
+# memory, the builtin wrapper's for comparison, then 10,000 short jobs polled and
+# cleaned up concurrently. Figures go to .cache/soak/last_run.json.
+soak: build
+	$(PY) tests/soak/soak.py
