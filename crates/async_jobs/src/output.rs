@@ -60,15 +60,44 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | 0x0b | 0x0c | 0x1c..=0x1f)
 }
 
+/// The state of [`locate_json`]'s scan: the line being read, and what was
+/// found so far.
+#[derive(Default)]
+struct Scan {
+    line_start: u64,
+    /// First and last non-space bytes of the current line (the last with its offset).
+    first: Option<u8>,
+    last: Option<(u8, u64)>,
+    start: Option<u64>,
+    end: Option<u64>,
+    /// Where the line after the current `end` line begins.
+    after_end: Option<u64>,
+}
+
+impl Scan {
+    /// Ends the current line at `line_end`: it may start the JSON, or be the
+    /// latest line that ends it.
+    fn close_line(&mut self, line_end: u64) {
+        if self.start.is_none() && self.first == Some(b'{') {
+            self.start = Some(self.line_start);
+        }
+        if self.start.is_some()
+            && let Some((b'}', at)) = self.last
+        {
+            self.end = Some(at + 1);
+            // The junk starts after this line's break (moved past \r\n below).
+            self.after_end = Some(line_end + 1);
+        }
+        self.first = None;
+        self.last = None;
+    }
+}
+
 /// Finds the JSON object in `input` in one pass, holding no line in memory.
 pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
-    let (mut pos, mut line_start) = (0u64, 0u64);
-    let mut first: Option<u8> = None;
-    let mut last: Option<(u8, u64)> = None;
-    let (mut start, mut end): (Option<u64>, Option<u64>) = (None, None);
-    // Where the line after the current `end` line begins.
-    let mut after_end: Option<u64> = None;
+    let mut scan = Scan::default();
+    let mut pos = 0u64;
     let mut prev_cr = false;
     loop {
         let buf = reader.fill_buf()?;
@@ -77,75 +106,35 @@ pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
         }
         let n = buf.len();
         for &b in buf {
-            let line_break = b == b'\n' || b == b'\r';
-            if line_break {
+            if b == b'\n' || b == b'\r' {
+                // \r\n is one line break, as in Python's splitlines.
                 if !(b == b'\n' && prev_cr) {
-                    close_line(
-                        first,
-                        last,
-                        line_start,
-                        &mut start,
-                        &mut end,
-                        &mut after_end,
-                        pos,
-                    );
-                    first = None;
-                    last = None;
+                    scan.close_line(pos);
                 }
-                line_start = pos + 1;
-                if after_end == Some(pos) {
-                    after_end = Some(pos + 1);
+                scan.line_start = pos + 1;
+                if scan.after_end == Some(pos) {
+                    scan.after_end = Some(pos + 1);
                 }
             } else if !is_space(b) {
-                first.get_or_insert(b);
-                last = Some((b, pos));
+                scan.first.get_or_insert(b);
+                scan.last = Some((b, pos));
             }
             prev_cr = b == b'\r';
             pos += 1;
         }
         reader.consume(n);
     }
-    if line_start < pos {
-        close_line(
-            first,
-            last,
-            line_start,
-            &mut start,
-            &mut end,
-            &mut after_end,
-            pos,
-        );
+    if scan.line_start < pos {
+        scan.close_line(pos);
     }
-    let Some(start) = start else {
+    let Some(start) = scan.start else {
         return Ok(Err(NoJson::NoStart));
     };
-    let Some(end) = end else {
+    let Some(end) = scan.end else {
         return Ok(Err(NoJson::NoEnd));
     };
-    let junk = after_end.filter(|a| *a < pos).map(|a| (a, pos - a));
+    let junk = scan.after_end.filter(|a| *a < pos).map(|a| (a, pos - a));
     Ok(Ok(Located { start, end, junk }))
-}
-
-/// Ends one line: it may start the JSON, or be the latest line that ends it.
-fn close_line(
-    first: Option<u8>,
-    last: Option<(u8, u64)>,
-    line_start: u64,
-    start: &mut Option<u64>,
-    end: &mut Option<u64>,
-    after_end: &mut Option<u64>,
-    line_end: u64,
-) {
-    if start.is_none() && first == Some(b'{') {
-        *start = Some(line_start);
-    }
-    if start.is_some()
-        && let Some((b'}', at)) = last
-    {
-        *end = Some(at + 1);
-        // The junk starts after this line's break (moved past \r\n by the caller).
-        *after_end = Some(line_end + 1);
-    }
 }
 
 /// What the result's JSON object holds that the wrapper must merge with.
