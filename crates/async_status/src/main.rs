@@ -3,7 +3,8 @@
 //! all the logic lives in `async_jobs::status`.
 
 fn main() {
-    let reply = match std::env::args_os().nth(1) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let reply = match async_jobs::paths::strip_launcher_script(&argv).first() {
         None => async_jobs::status::Reply {
             body: async_jobs::failure(
                 "no args file given; expected to be run as async_status <args file>",

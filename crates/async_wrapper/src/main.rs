@@ -23,7 +23,7 @@ fn main() {
         println!("async_wrapper {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    let (body, rc) = match launch(&argv) {
+    let (body, rc) = match launch(async_jobs::paths::strip_launcher_script(&argv)) {
         Ok(body) => (body, 0),
         Err(msg) => (failure(msg), 1),
     };
