@@ -2,58 +2,81 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of native.async_jobs.async_status.
 
-It does what ansible-core's own async_status action plugin does (validate
-`jid` and `mode`, expand the async dir on the target, force `started` and
-`finished` to booleans) but runs this collection's native module.
+For `status` and `cleanup` of one `jid` it answers as ansible-core's own
+async_status action plugin does (the same keys, `started` and `finished` as
+booleans). It adds `wait`, `jids`, `return_when`, and the modes `kill`, `list`
+and `prune`, all carried out on the host by the native module.
+
+Unlike the builtin it does not expand `~` in the async dir with an extra
+`echo ~user` round trip: the module expands it on the host, as the user it
+runs as (the become user when there is one), which is where the wrapper wrote.
 """
 
 from __future__ import annotations
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 MODULE = "native.async_jobs.async_status"
+# Installed mode: the text launcher in the collection's `installed/` folder,
+# found through the library path as the builtin's name.
+INSTALLED_MODULE = "ansible.legacy.async_status"
+
+ARGUMENT_SPEC = {
+    "jid": {"type": "str"},
+    "jids": {"type": "list", "elements": "str"},
+    "mode": {"type": "str", "choices": ["status", "cleanup", "kill", "list", "prune"], "default": "status"},
+    "wait": {"type": "float"},
+    "return_when": {"type": "str", "choices": ["all", "any"]},
+    "signal": {"type": "str"},
+    "older_than": {"type": "str"},
+}
 
 
 class ActionModule(ActionBase):
 
-    def _get_async_dir(self):
-        # The async dir is the shell plugin's `async_dir` option (ansible_async_dir).
-        async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
-        return self._remote_expand_user(async_dir)
+    _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
         results = super(ActionModule, self).run(tmp, task_vars)
 
-        _, new_module_args = self.validate_argument_spec(
-            argument_spec={
-                "jid": {"type": "str", "required": True},
-                "mode": {"type": "str", "choices": ["status", "cleanup"], "default": "status"},
-            },
+        _, args = self.validate_argument_spec(
+            argument_spec=ARGUMENT_SPEC,
+            mutually_exclusive=[("jid", "jids")],
         )
+        mode = args["mode"]
+        module_args = {k: v for k, v in args.items() if v is not None}
+        # The shell plugin's `async_dir` option (ansible_async_dir), unexpanded.
+        module_args["_async_dir"] = self.get_shell_option("async_dir", default="~/.ansible_async")
 
-        results["started"] = results["finished"] = False
-        results["stdout"] = results["stderr"] = ""
-        results["stdout_lines"] = results["stderr_lines"] = []
+        single = args.get("jid") is not None
+        if single and mode in ("status", "cleanup"):
+            # The builtin's result shape, so registered results read the same.
+            results["started"] = results["finished"] = False
+            results["stdout"] = results["stderr"] = ""
+            results["stdout_lines"] = results["stderr_lines"] = []
+            results["ansible_job_id"] = args["jid"]
+            if mode == "status":
+                results["started"] = True
 
-        jid = new_module_args["jid"]
-        results["ansible_job_id"] = jid
-        async_dir = self._get_async_dir()
-        log_path = self._connection._shell.join_path(async_dir, jid)
-
-        if new_module_args["mode"] == "cleanup":
-            results["erased"] = log_path
-        else:
-            results["results_file"] = log_path
-            results["started"] = True
-
-        new_module_args["_async_dir"] = async_dir
+        installed = boolean(task_vars.get("native_async_installed", False), strict=False)
+        module = INSTALLED_MODULE if installed else MODULE
         results = merge_hash(
             results,
-            self._execute_module(module_name=MODULE, task_vars=task_vars, module_args=new_module_args),
+            self._execute_module(module_name=module, task_vars=task_vars, module_args=module_args),
         )
 
         for key in ("started", "finished"):
-            results[key] = bool(results[key])
-
+            if key in results:
+                results[key] = bool(results[key])
+        for job in results.get("results") or []:
+            if isinstance(job, dict):
+                for key in ("started", "finished"):
+                    if key in job:
+                        job[key] = bool(job[key])
+                for stream in ("stdout", "stderr"):
+                    if isinstance(job.get(stream), str) and stream + "_lines" not in job:
+                        job[stream + "_lines"] = job[stream].splitlines()
         return results

@@ -62,18 +62,154 @@ impl JobFile {
     }
 }
 
+/// The key under which the native supervisor keeps what it knows about a job
+/// (module, pool, times, state), in the running record and in the result.
+/// `async_status` leaves it out of a job's status; `mode: list` reads it.
+pub const META_KEY: &str = "native_job";
+
+/// What the native supervisor records about a job beside the builtin's keys.
+/// Times are seconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobMeta {
+    /// The module that runs (`command`, from `AnsiballZ_command.py`).
+    pub module: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_pid: Option<u32>,
+    /// How a finished job ended: one of [`State`]'s names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl JobMeta {
+    /// The meta of a result or record, if the native supervisor wrote one.
+    pub fn of(o: &Object) -> Option<JobMeta> {
+        serde_json::from_value(o.get(META_KEY)?.clone()).ok()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// A copy that records how and when the job ended.
+    pub fn ended(&self, state: State) -> JobMeta {
+        JobMeta {
+            ended_at: Some(now()),
+            state: Some(state.as_str().into()),
+            ..self.clone()
+        }
+    }
+}
+
+/// The module name from the path of the file the wrapper runs.
+pub fn module_name(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.strip_prefix("AnsiballZ_").unwrap_or(&name);
+    let name = name.strip_suffix(".py").unwrap_or(name);
+    name.to_string()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Where a job is in its life, as `mode: list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for a slot in its pool; its time limit has not started.
+    Queued,
+    Running,
+    /// Ended, and its module reported success.
+    Finished,
+    /// Ended, and its module reported failure (or printed no result).
+    Failed,
+    /// Stopped at its time limit.
+    TimedOut,
+    /// Stopped on request (`mode: kill`, or a signal to its supervisor).
+    Killed,
+    /// Will never finish: its supervisor is gone, or the host rebooted.
+    Lost,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Finished => "finished",
+            State::Failed => "failed",
+            State::TimedOut => "timed out",
+            State::Killed => "killed",
+            State::Lost => "lost",
+        }
+    }
+
+    pub fn is_done(self) -> bool {
+        !matches!(self, State::Queued | State::Running)
+    }
+
+    /// How a finished result ended: from the supervisor's meta when it wrote
+    /// one, else from the result itself (a builtin job, or an older one).
+    pub fn of_result(o: &Object) -> State {
+        let recorded = JobMeta::of(o).and_then(|m| m.state);
+        match recorded.as_deref() {
+            Some("finished") => return State::Finished,
+            Some("failed") => return State::Failed,
+            Some("timed out") => return State::TimedOut,
+            Some("killed") => return State::Killed,
+            _ => {}
+        }
+        if o.get("killed").and_then(Value::as_bool) == Some(true) {
+            State::Killed
+        } else if o.get("msg").and_then(Value::as_str) == Some("Timeout exceeded") {
+            State::TimedOut
+        } else if o.get("failed").and_then(Value::as_bool) == Some(true) {
+            State::Failed
+        } else {
+            State::Finished
+        }
+    }
+}
+
 /// The record written before the module starts: the builtin's three keys,
-/// plus who supervises the job, so a reader can tell when nobody does any more.
-pub fn running_record(jid: &JobId, supervisor: Option<&Identity>) -> Object {
+/// plus who supervises the job, so a reader can tell when nobody does any
+/// more, and the job's meta. A queued job (waiting for a pool slot) says so
+/// with `queued: true`.
+pub fn running_record(
+    jid: &JobId,
+    supervisor: Option<&Identity>,
+    meta: Option<&JobMeta>,
+    queued: bool,
+) -> Object {
     let mut o = Object::new();
     o.insert("started".into(), true.into());
     o.insert("finished".into(), false.into());
     o.insert("ansible_job_id".into(), jid.as_str().into());
+    if queued {
+        o.insert("queued".into(), true.into());
+    }
     if let Some(s) = supervisor {
         o.insert(
             "supervisor".into(),
             serde_json::json!({"pid": s.pid, "start_ticks": s.start_ticks, "boot_id": s.boot_id}),
         );
+    }
+    if let Some(m) = meta {
+        o.insert(META_KEY.into(), m.to_value());
     }
     o
 }
@@ -128,12 +264,12 @@ mod tests {
             start_ticks: 99,
             boot_id: "b".into(),
         };
-        let bytes = serde_json::to_vec(&running_record(&jid, Some(&me))).unwrap();
+        let bytes = serde_json::to_vec(&running_record(&jid, Some(&me), None, false)).unwrap();
         match JobFile::parse(&bytes) {
             JobFile::Running(o) => assert_eq!(supervisor_of(&o), Some(me)),
             other => panic!("{other:?}"),
         }
-        let builtin = serde_json::to_vec(&running_record(&jid, None)).unwrap();
+        let builtin = serde_json::to_vec(&running_record(&jid, None, None, false)).unwrap();
         assert_eq!(
             builtin,
             br#"{"ansible_job_id":"j1.2","finished":false,"started":true}"#

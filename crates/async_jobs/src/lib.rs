@@ -10,16 +10,22 @@
 //! - [`store`]: the async dir, its checks, and atomic, durable job file writes;
 //! - [`job`]: the states a job file can be in;
 //! - [`output`]: turning a module's raw output into the job's result;
-//! - [`status`]: the `async_status` module's logic, from arguments to result.
+//! - [`pool`]: job slots, so at most N jobs of a named pool run at once;
+//! - [`watch`]: waking when the async dir changes, to wait without polling;
+//! - [`status`]: the `async_status` module's logic, from arguments to result;
+//! - [`manage`]: kill, list and prune, for the module and for people.
 
 pub mod error;
 pub mod jid;
 pub mod job;
 pub mod json_stream;
+pub mod manage;
 pub mod output;
 pub mod paths;
+pub mod pool;
 pub mod status;
 pub mod store;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use jid::JobId;

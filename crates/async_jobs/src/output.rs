@@ -11,6 +11,7 @@
 //! `module_stdout_base64`).
 
 use crate::Object;
+use crate::job::{JobMeta, META_KEY, State};
 use crate::json_stream::{SanitizedReader, write_base64, write_string};
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -142,6 +143,8 @@ pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
 struct ObjectInfo {
     keys: usize,
     warnings: Option<Value>,
+    /// The module's `failed`, true only when it is JSON `true` (as Ansible reads it).
+    failed: bool,
 }
 
 impl<'de> Deserialize<'de> for ObjectInfo {
@@ -159,6 +162,8 @@ impl<'de> Deserialize<'de> for ObjectInfo {
                     info.keys += 1;
                     if key == "warnings" {
                         info.warnings = Some(map.next_value()?);
+                    } else if key == "failed" {
+                        info.failed = map.next_value::<Value>()? == Value::Bool(true);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -210,6 +215,8 @@ pub struct Run<'a> {
     pub jid: &'a str,
     /// The signal that killed the module, if one did.
     pub signal: Option<i32>,
+    /// The supervisor's meta, written last with the state the result shows.
+    pub meta: Option<&'a JobMeta>,
 }
 
 /// Writes the job result of a module that ran and exited.
@@ -222,7 +229,7 @@ pub fn write_module_result(cap: &mut Captured, run: &Run, out: &mut dyn Write) -
         Err(why) => Err(why.as_str().to_string()),
     };
     match inspected {
-        Ok((at, (info, replaced))) => write_merged(cap, &at, info, replaced, out),
+        Ok((at, (info, replaced))) => write_merged(cap, &at, info, replaced, run.meta, out),
         Err(why) => write_no_json(cap, run, &why, out),
     }
 }
@@ -236,6 +243,7 @@ fn write_merged(
     at: &Located,
     info: ObjectInfo,
     replaced: usize,
+    meta: Option<&JobMeta>,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     io::copy(
@@ -278,6 +286,22 @@ fn write_merged(
         keys.key(out, "stderr")?;
         write_stream(&mut cap.stderr, "stderr", &mut keys, out)?;
     }
+    let state = if info.failed {
+        State::Failed
+    } else {
+        State::Finished
+    };
+    close_object(meta.map(|m| m.ended(state)).as_ref(), &mut keys, out)
+}
+
+/// Ends a result: the supervisor's meta, when there is one, then `}`. The
+/// meta goes last so `mode: list` finds it in the file's tail, whatever the
+/// size of the output before it.
+fn close_object(meta: Option<&JobMeta>, keys: &mut Keys, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(m) = meta {
+        keys.key(out, META_KEY)?;
+        serde_json::to_writer(&mut *out, m)?;
+    }
     out.write_all(b"}")
 }
 
@@ -313,7 +337,8 @@ fn write_no_json(cap: &mut Captured, run: &Run, why: &str, out: &mut dyn Write) 
     write_stream(&mut cap.stdout, "data", &mut keys, out)?;
     keys.key(out, "stderr")?;
     write_stream(&mut cap.stderr, "stderr", &mut keys, out)?;
-    out.write_all(b"}")
+    let meta = run.meta.map(|m| m.ended(State::Failed));
+    close_object(meta.as_ref(), &mut keys, out)
 }
 
 /// Writes `head` without its closing brace, for more keys to follow.
@@ -329,6 +354,7 @@ fn open_object(head: &Object, out: &mut dyn Write) -> io::Result<Keys> {
 /// plus the last [`TAIL_LIMIT`] bytes of what the module printed on each stream.
 pub fn write_stopped_result(
     head: &Object,
+    meta: Option<&JobMeta>,
     cap: &mut Captured,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -348,7 +374,7 @@ pub fn write_stopped_result(
         keys.key(out, "output_truncated")?;
         out.write_all(b"true")?;
     }
-    out.write_all(b"}")
+    close_object(meta, &mut keys, out)
 }
 
 #[cfg(test)]
@@ -372,6 +398,7 @@ mod tests {
             cmd: "/tmp/x/AnsiballZ_m /tmp/x/args",
             jid: "j1.2",
             signal: None,
+            meta: None,
         };
         write_module_result(&mut cap, &run, &mut out).unwrap();
         match serde_json::from_slice(&out) {
@@ -495,7 +522,7 @@ mod tests {
             stderr: file_with(b""),
         };
         let mut out = Vec::new();
-        write_stopped_result(&crate::job::timeout_result(7), &mut cap, &mut out).unwrap();
+        write_stopped_result(&crate::job::timeout_result(7), None, &mut cap, &mut out).unwrap();
         let r: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(r["msg"], "Timeout exceeded");
         assert_eq!(r["stdout"].as_str().unwrap().len() as u64, TAIL_LIMIT);

@@ -1,12 +1,15 @@
-//! The `async_status` module: arguments in, result out, as ansible-core's builtin
-//! module answers (`status` and `cleanup`), with job ids checked before any path
-//! is built from them.
+//! The `async_status` module: arguments in, result out. `status` and `cleanup`
+//! answer exactly as ansible-core's builtin module does; `wait` (on the host,
+//! without polling), `jids`, `kill`, `list` and `prune` are ours. Job ids are
+//! checked before any path is built from them.
 
-use crate::job::JobFile;
+use crate::job::{JobFile, META_KEY};
 use crate::paths::module_path_arg;
 use crate::{AsyncDir, JobId, Object, failure};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use supervise::identity::Liveness;
 
 /// What the module prints, and the exit code it prints it with.
@@ -29,26 +32,79 @@ impl Reply {
 pub enum Mode {
     Status,
     Cleanup,
+    Kill,
+    List,
+    Prune,
 }
 
 impl Mode {
+    const NAMES: &str = "cleanup, kill, list, prune, status";
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "status" => Mode::Status,
+            "cleanup" => Mode::Cleanup,
+            "kill" => Mode::Kill,
+            "list" => Mode::List,
+            "prune" => Mode::Prune,
+            _ => return None,
+        })
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Mode::Status => "status",
             Mode::Cleanup => "cleanup",
+            Mode::Kill => "kill",
+            Mode::List => "list",
+            Mode::Prune => "prune",
         }
     }
+
+    /// Whether the mode acts on named jobs (`jid` or `jids`).
+    fn takes_jobs(self) -> bool {
+        matches!(self, Mode::Status | Mode::Cleanup | Mode::Kill)
+    }
+}
+
+/// With `jids` and `wait`: return when all jobs have finished, or the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    All,
+    Any,
 }
 
 /// Validated module arguments.
 #[derive(Debug)]
 pub struct StatusArgs {
-    pub jid: String,
+    /// The jobs named, in the order given (one for `jid`).
+    pub jids: Vec<String>,
+    /// Whether the task named one job with `jid` (answered as the builtin
+    /// answers) rather than a list with `jids` (answered with `results`).
+    pub single: bool,
     pub mode: Mode,
     pub async_dir: PathBuf,
+    /// How long to wait on the host for the jobs to finish (`wait`).
+    pub wait: Option<Duration>,
+    pub return_when: ReturnWhen,
+    /// For `mode: kill`: the signal the job's processes get first.
+    pub signal: Signal,
+    /// For `mode: prune`: remove finished jobs older than this.
+    pub older_than: Option<Duration>,
+    pub check_mode: bool,
+    invocation: Object,
 }
 
-const SUPPORTED: [&str; 3] = ["_async_dir", "jid", "mode"];
+const SUPPORTED: [&str; 8] = [
+    "_async_dir",
+    "jid",
+    "jids",
+    "mode",
+    "older_than",
+    "return_when",
+    "signal",
+    "wait",
+];
 
 impl StatusArgs {
     /// Parses the args file the controller sends a binary module (a JSON object
@@ -92,39 +148,217 @@ impl StatusArgs {
                 ))),
             }
         };
-        let (jid, async_dir) = (text("jid")?, text("_async_dir")?);
-        let missing: Vec<&str> = [("jid", &jid), ("_async_dir", &async_dir)]
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        if !missing.is_empty() {
-            return Err(failure(format!(
-                "missing required arguments: {}",
-                missing.join(", ")
-            )));
-        }
         let mode = match text("mode")?.as_deref() {
-            None | Some("status") => Mode::Status,
-            Some("cleanup") => Mode::Cleanup,
+            None => Mode::Status,
+            Some(m) => Mode::parse(m).ok_or_else(|| {
+                failure(format!(
+                    "value of mode must be one of: {}, got: {m}",
+                    Mode::NAMES
+                ))
+            })?,
+        };
+        let jid = text("jid")?;
+        let jids = match args.get("jids") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) => Some(
+                list.iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        Value::Number(n) => Ok(n.to_string()),
+                        other => Err(failure(format!(
+                            "jids must be a list of job ids (strings), but one element is a {}",
+                            kind(other)
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(Value::String(s)) => Some(
+                s.split(',')
+                    .map(|j| j.trim().to_string())
+                    .filter(|j| !j.is_empty())
+                    .collect(),
+            ),
             Some(other) => {
                 return Err(failure(format!(
-                    "value of mode must be one of: cleanup, status, got: {other}"
+                    "argument jids is of type {} and we were unable to convert to list",
+                    kind(other)
                 )));
             }
         };
+        let Some(async_dir) = text("_async_dir")? else {
+            return Err(failure("missing required arguments: _async_dir"));
+        };
+        let (jids, single) = match (jid, jids, mode.takes_jobs()) {
+            (Some(_), Some(_), _) => {
+                return Err(failure("parameters are mutually exclusive: jid|jids"));
+            }
+            (Some(j), None, true) => (vec![j], true),
+            (None, Some(list), true) => {
+                if list.is_empty() {
+                    return Err(failure(
+                        "jids is empty; expected a list of one or more job ids",
+                    ));
+                }
+                (list, false)
+            }
+            (None, None, true) if mode == Mode::Status => {
+                return Err(failure("missing required arguments: jid"));
+            }
+            (None, None, true) => {
+                return Err(failure(format!(
+                    "mode={} needs jid (one job) or jids (a list of jobs)",
+                    mode.as_str()
+                )));
+            }
+            (None, None, false) => (Vec::new(), false),
+            (_, _, false) => {
+                return Err(failure(format!(
+                    "mode={} works on the whole async dir and takes no jid or jids",
+                    mode.as_str()
+                )));
+            }
+        };
+        let only_for = |key: &str, ok: bool, what: &str| -> Result<(), Object> {
+            if !ok && args.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(failure(format!("{key} only applies to {what}")));
+            }
+            Ok(())
+        };
+        only_for("wait", mode == Mode::Status, "mode=status")?;
+        only_for("return_when", mode == Mode::Status, "mode=status with wait")?;
+        only_for("signal", mode == Mode::Kill, "mode=kill")?;
+        only_for("older_than", mode == Mode::Prune, "mode=prune")?;
+        let wait = match args.get("wait") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(seconds_arg("wait", v)?),
+        };
+        let return_when = match text("return_when")?.as_deref() {
+            None | Some("all") => ReturnWhen::All,
+            Some("any") => ReturnWhen::Any,
+            Some(other) => {
+                return Err(failure(format!(
+                    "value of return_when must be one of: all, any, got: {other}"
+                )));
+            }
+        };
+        let signal = match args.get("signal") {
+            None | Some(Value::Null) => Signal::SIGTERM,
+            Some(v) => parse_signal(v).ok_or_else(|| {
+                failure(format!(
+                    "signal must be a signal name like TERM, SIGINT or HUP, or its number; got {v}"
+                ))
+            })?,
+        };
+        let older_than = match args.get("older_than") {
+            None | Some(Value::Null) if mode == Mode::Prune => {
+                return Err(failure(
+                    "mode=prune needs older_than: how old a finished job must be to go, like 1h, 7d or 90m",
+                ));
+            }
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_age(v).ok_or_else(|| {
+                failure(format!(
+                    "older_than must be an age like 30s, 90m, 12h, 7d or 2w (or a number of seconds); got {v}"
+                ))
+            })?),
+        };
+        let mut invocation = Object::new();
+        for (k, v) in &args {
+            if !k.starts_with("_ansible_") {
+                invocation.insert(k.clone(), v.clone());
+            }
+        }
+        invocation.insert("mode".into(), mode.as_str().into());
         Ok(StatusArgs {
-            jid: jid.unwrap_or_default(),
+            jids,
+            single,
             mode,
-            async_dir: module_path_arg(&async_dir.unwrap_or_default()),
+            async_dir: module_path_arg(&async_dir),
+            wait,
+            return_when,
+            signal,
+            older_than,
+            check_mode: args.get("_ansible_check_mode") == Some(&Value::Bool(true)),
+            invocation,
         })
     }
 
     fn invocation(&self) -> Value {
-        serde_json::json!({"module_args": {
-            "jid": self.jid, "mode": self.mode.as_str(), "_async_dir": self.async_dir.to_string_lossy(),
-        }})
+        serde_json::json!({ "module_args": self.invocation })
     }
+}
+
+/// A number of seconds, 0 or more: a JSON number or a string holding one.
+fn seconds_arg(key: &str, v: &Value) -> Result<Duration, Object> {
+    let secs = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match secs {
+        Some(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(failure(format!(
+            "{key} must be a number of seconds, 0 or more; got {v}"
+        ))),
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
+pub fn parse_signal(v: &Value) -> Option<Signal> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_ascii_uppercase(),
+        _ => return None,
+    };
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let name = if text.starts_with("SIG") {
+        text
+    } else {
+        format!("SIG{text}")
+    };
+    name.parse::<Signal>().ok()
+}
+
+/// An age: a number of seconds, or numbers with units (`90m`, `1h30m`, `7d`).
+pub fn parse_age(v: &Value) -> Option<Duration> {
+    let text = match v {
+        Value::Number(n) => {
+            return n
+                .as_f64()
+                .filter(|s| *s >= 0.0)
+                .map(Duration::from_secs_f64);
+        }
+        Value::String(s) => s.trim().to_ascii_lowercase(),
+        _ => return None,
+    };
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86400.0,
+            "w" | "week" | "weeks" => 604800.0,
+            _ => return None,
+        };
+        total += number * unit;
+        rest = rest[unit_len..].trim_start();
+    }
+    (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -144,7 +378,8 @@ pub fn run(args_bytes: &[u8]) -> Reply {
 }
 
 /// How an answer is printed.
-enum Answer {
+#[derive(Debug)]
+pub(crate) enum Answer {
     /// A job's own record or result, printed as stored (as the builtin does).
     Job(Object),
     /// The module's own result; AnsibleModule adds the invocation to these.
@@ -153,9 +388,54 @@ enum Answer {
     Failed(Object),
 }
 
-/// Answers one `status` or `cleanup` request.
+impl Answer {
+    fn body(&self) -> &Object {
+        match self {
+            Answer::Job(o) | Answer::Module(o) | Answer::Failed(o) => o,
+        }
+    }
+
+    fn into_body(self) -> Object {
+        match self {
+            Answer::Job(o) | Answer::Module(o) | Answer::Failed(o) => o,
+        }
+    }
+
+    /// Whether the job this answers for has finished (a job that cannot be
+    /// found counts as finished, as the builtin's failure says).
+    fn finished(&self) -> bool {
+        truthy(self.body().get("finished"))
+    }
+}
+
+/// Ansible's truth of a JSON value as modules send it (`true` or `1`).
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
+    }
+}
+
+/// Answers one request.
 pub fn run_with(args: &StatusArgs) -> Reply {
-    match answer(args) {
+    let answer = match args.mode {
+        Mode::List => crate::manage::list(&args.async_dir),
+        Mode::Prune => crate::manage::prune(
+            &args.async_dir,
+            args.older_than.unwrap_or_default(),
+            args.check_mode,
+        ),
+        _ if args.single => match args.wait {
+            Some(wait) => wait_for(args, wait)
+                .pop()
+                .unwrap_or_else(|| not_found(&args.jids[0])),
+            None => answer(args, &args.jids[0]),
+        },
+        _ => many(args),
+    };
+    match answer {
         Answer::Job(body) => Reply::ok(body),
         Answer::Module(mut body) => {
             body.insert("invocation".into(), args.invocation());
@@ -168,37 +448,116 @@ pub fn run_with(args: &StatusArgs) -> Reply {
     }
 }
 
-fn answer(args: &StatusArgs) -> Answer {
-    let jid = match JobId::parse(&args.jid) {
-        Ok(jid) => jid,
-        Err(e) => return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid)),
+/// Answers for a list of jobs (`jids`), in order, in one result.
+fn many(args: &StatusArgs) -> Answer {
+    let answers = match (args.mode, args.wait) {
+        (Mode::Status, Some(wait)) => wait_for(args, wait),
+        _ => args.jids.iter().map(|j| answer(args, j)).collect(),
     };
-    let places = crate::paths::home_variants(&args.async_dir);
-    let mut found = None;
-    for (i, place) in places.iter().enumerate() {
-        match AsyncDir::open(place) {
-            Ok(Some(dir)) if dir.has_job(&jid) => {
-                found = Some(dir);
-                break;
+    let finished: Vec<bool> = answers.iter().map(Answer::finished).collect();
+    let done = match args.return_when {
+        ReturnWhen::All => finished.iter().all(|f| *f),
+        ReturnWhen::Any => finished.iter().any(|f| *f),
+    };
+    let failed: Vec<&str> = answers
+        .iter()
+        .zip(&args.jids)
+        .filter(|(a, _)| truthy(a.body().get("failed")))
+        .map(|(_, j)| j.as_str())
+        .collect();
+    let pending: Vec<Value> = args
+        .jids
+        .iter()
+        .zip(&finished)
+        .filter(|(_, f)| !**f)
+        .map(|(j, _)| j.as_str().into())
+        .collect();
+    let changed = answers.iter().any(|a| truthy(a.body().get("changed")));
+    let mut o = Object::new();
+    o.insert("started".into(), true.into());
+    o.insert(
+        "finished".into(),
+        (done || args.mode != Mode::Status).into(),
+    );
+    o.insert("changed".into(), changed.into());
+    o.insert(
+        "ansible_job_ids".into(),
+        args.jids.iter().map(|j| Value::from(j.as_str())).collect(),
+    );
+    o.insert("pending".into(), Value::Array(pending));
+    o.insert(
+        "results".into(),
+        answers
+            .into_iter()
+            .map(|a| Value::Object(a.into_body()))
+            .collect(),
+    );
+    if failed.is_empty() {
+        Answer::Module(o)
+    } else {
+        o.insert("failed".into(), true.into());
+        o.insert(
+            "msg".into(),
+            format!(
+                "{} of {} jobs failed: {}",
+                failed.len(),
+                args.jids.len(),
+                failed.join(", ")
+            )
+            .into(),
+        );
+        Answer::Failed(o)
+    }
+}
+
+/// Waits on the host until the jobs have finished (all, or any with
+/// `return_when: any`) or `wait` has passed, then answers for each. The async
+/// dirs are watched with inotify, so an end is seen as it is written; a look
+/// every second also catches a supervisor that died, which writes nothing.
+fn wait_for(args: &StatusArgs, wait: Duration) -> Vec<Answer> {
+    let deadline = Instant::now() + wait;
+    let dirs: Vec<PathBuf> = crate::paths::home_variants(&args.async_dir)
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    // Watching starts before the first look, so no end can slip between them.
+    let watch = crate::watch::DirWatch::new(dirs.iter().map(PathBuf::as_path)).ok();
+    let mut answers: Vec<Option<Answer>> = args.jids.iter().map(|_| None).collect();
+    loop {
+        for (slot, jid) in answers.iter_mut().zip(&args.jids) {
+            // A finished job stays finished: it is not read again.
+            if !slot.as_ref().is_some_and(Answer::finished) {
+                *slot = Some(answer(args, jid));
             }
-            Ok(_) => {}
-            // The dir the controller named must be usable; another home is only a guess.
-            Err(e) if i == 0 => {
-                return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid));
+        }
+        let finished = answers
+            .iter()
+            .filter(|a| a.as_ref().is_some_and(Answer::finished));
+        let done = match args.return_when {
+            ReturnWhen::All => finished.count() == answers.len(),
+            ReturnWhen::Any => finished.count() > 0,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done || left.is_zero() {
+            break;
+        }
+        let nap = left.min(Duration::from_secs(1));
+        match &watch {
+            Some(w) => {
+                let _ = w.wait(nap);
             }
-            Err(_) => {}
+            // No inotify (a limit reached): look again after a short nap.
+            None => std::thread::sleep(nap.min(Duration::from_millis(100))),
         }
     }
-    let Some(dir) = found else {
-        let mut answer = not_found(&args.jid);
-        if let Answer::Failed(o) = &mut answer {
-            let looked: Vec<Value> = places
-                .iter()
-                .map(|p| p.join(jid.as_str()).to_string_lossy().into_owned().into())
-                .collect();
-            o.insert("looked_in".into(), Value::Array(looked));
-        }
-        return answer;
+    answers.into_iter().flatten().collect()
+}
+
+/// Answers one job in the task's mode.
+fn answer(args: &StatusArgs, jid: &str) -> Answer {
+    let (dir, jid) = match locate(&args.async_dir, jid) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let path = dir.job_path(&jid).to_string_lossy().into_owned();
     match args.mode {
@@ -207,35 +566,73 @@ fn answer(args: &StatusArgs) -> Answer {
                 let mut o = Object::new();
                 o.insert("ansible_job_id".into(), jid.as_str().into());
                 o.insert("erased".into(), path.into());
+                o.insert("changed".into(), true.into());
                 Answer::Module(o)
             }
-            Ok(false) => not_found(&args.jid),
-            Err(e) => Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid)),
+            Ok(false) => not_found(jid.as_str()),
+            Err(e) => Answer::Failed(not_found_shape(failure(e.to_string()), jid.as_str())),
         },
-        Mode::Status => {
-            let bytes = match dir.read_job(&jid) {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => return not_found(&args.jid),
-                Err(e) => {
-                    return Answer::Failed(not_found_shape(failure(e.to_string()), &args.jid));
-                }
-            };
-            match JobFile::parse(&bytes) {
-                file @ (JobFile::Running(_) | JobFile::Unparsable) => {
-                    match lost_reason(&dir, &jid, &file) {
-                        Some(why) => lost(&dir, &jid, &path, why),
-                        None => status_of(&jid, &path, file),
-                    }
-                }
-                file => status_of(&jid, &path, file),
+        Mode::Kill => crate::manage::kill(&dir, &jid, args.signal, args.check_mode),
+        _ => job_status(&dir, &jid),
+    }
+}
+
+/// Finds the dir that holds a job: the async dir as given, else the same path
+/// under this user's other home (see [`crate::paths::home_variants`]).
+pub(crate) fn locate(async_dir: &std::path::Path, jid: &str) -> Result<(AsyncDir, JobId), Answer> {
+    let jid = match JobId::parse(jid) {
+        Ok(jid) => jid,
+        Err(e) => return Err(Answer::Failed(not_found_shape(failure(e.to_string()), jid))),
+    };
+    let places = crate::paths::home_variants(async_dir);
+    for (i, place) in places.iter().enumerate() {
+        match AsyncDir::open(place) {
+            Ok(Some(dir)) if dir.has_job(&jid) => return Ok((dir, jid)),
+            Ok(_) => {}
+            // The dir the controller named must be usable; another home is only a guess.
+            Err(e) if i == 0 => {
+                return Err(Answer::Failed(not_found_shape(
+                    failure(e.to_string()),
+                    jid.as_str(),
+                )));
             }
+            Err(_) => {}
         }
+    }
+    let mut answer = not_found(jid.as_str());
+    if let Answer::Failed(o) = &mut answer {
+        let looked: Vec<Value> = places
+            .iter()
+            .map(|p| p.join(jid.as_str()).to_string_lossy().into_owned().into())
+            .collect();
+        o.insert("results_file".into(), looked[0].clone());
+        o.insert("looked_in".into(), Value::Array(looked));
+    }
+    Err(answer)
+}
+
+/// The status of a job found in `dir`.
+pub(crate) fn job_status(dir: &AsyncDir, jid: &JobId) -> Answer {
+    let path = dir.job_path(jid).to_string_lossy().into_owned();
+    let bytes = match dir.read_job(jid) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return not_found(jid.as_str()),
+        Err(e) => {
+            return Answer::Failed(not_found_shape(failure(e.to_string()), jid.as_str()));
+        }
+    };
+    match JobFile::parse(&bytes) {
+        file @ (JobFile::Running(_) | JobFile::Unparsable) => match lost_reason(dir, jid, &file) {
+            Some(why) => lost(dir, jid, &path, why),
+            None => status_of(jid, &path, file),
+        },
+        file => status_of(jid, &path, file),
     }
 }
 
 /// Why a job that reads as running will never finish, if it will not: its
 /// supervisor is gone, or the host rebooted since it started.
-fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
+pub(crate) fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
     const REBOOTED: &str = "The host rebooted after the job started; the job did not finish";
     let supervisor = match file {
         JobFile::Running(record) => crate::job::supervisor_of(record),
@@ -261,7 +658,7 @@ fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
 }
 
 /// The answer for a lost job: finished and failed, saying why.
-fn lost(dir: &AsyncDir, jid: &JobId, path: &str, why: String) -> Answer {
+pub(crate) fn lost(dir: &AsyncDir, jid: &JobId, path: &str, why: String) -> Answer {
     // The supervisor writes the result before it exits: read again before calling it lost.
     if let Ok(Some(bytes)) = dir.read_job(jid)
         && let file @ JobFile::Finished(_) = JobFile::parse(&bytes)
@@ -274,7 +671,8 @@ fn lost(dir: &AsyncDir, jid: &JobId, path: &str, why: String) -> Answer {
     Answer::Job(o)
 }
 
-/// The status of a job from its file.
+/// The status of a job from its file. The supervisor's meta is its own
+/// bookkeeping (for `mode: list`): a job's status is the builtin's keys.
 fn status_of(jid: &JobId, path: &str, file: JobFile) -> Answer {
     let raw = match file {
         JobFile::Unparsable => {
@@ -295,23 +693,27 @@ fn status_of(jid: &JobId, path: &str, file: JobFile) -> Answer {
         }
         JobFile::Running(mut o) => {
             o.entry("finished").or_insert(false.into());
+            o.remove(META_KEY);
             o
         }
         JobFile::Finished(mut o) => {
             o.insert("finished".into(), true.into());
             o.insert("ansible_job_id".into(), jid.as_str().into());
+            // The builtin's action plugin fills it in; ours leaves `~` to the host.
+            o.entry("results_file").or_insert(path.into());
+            o.remove(META_KEY);
             o
         }
     };
     Answer::Job(raw)
 }
 
-fn not_found(jid: &str) -> Answer {
+pub(crate) fn not_found(jid: &str) -> Answer {
     Answer::Failed(not_found_shape(failure("could not find job"), jid))
 }
 
 /// Failures carry `started` and `finished` so `until: result is finished` loops end.
-fn not_found_shape(mut o: Object, jid: &str) -> Object {
+pub(crate) fn not_found_shape(mut o: Object, jid: &str) -> Object {
     o.insert("ansible_job_id".into(), jid.into());
     o.insert("started".into(), true.into());
     o.insert("finished".into(), true.into());
@@ -340,11 +742,11 @@ mod tests {
         );
         assert_eq!(
             msg(br#"{"jid": "x", "_async_dir": "/d", "foo": 1, "bar": 2}"#),
-            "Unsupported parameters for (async_status) module: bar, foo. Supported parameters include: _async_dir, jid, mode."
+            "Unsupported parameters for (async_status) module: bar, foo. Supported parameters include: _async_dir, jid, jids, mode, older_than, return_when, signal, wait."
         );
         assert_eq!(
-            msg(br#"{"jid": "x", "_async_dir": "/d", "mode": "kill"}"#),
-            "value of mode must be one of: cleanup, status, got: kill"
+            msg(br#"{"jid": "x", "_async_dir": "/d", "mode": "stop"}"#),
+            "value of mode must be one of: cleanup, kill, list, prune, status, got: stop"
         );
         assert!(msg(b"garbage").contains("not valid JSON"));
         assert!(msg(b"[]").contains("not a JSON object"));
@@ -404,7 +806,8 @@ mod tests {
         );
         assert_eq!(
             r.body,
-            json!({"rc": 3, "stdout": "x", "failed": true, "finished": true, "ansible_job_id": "j1.2"}).as_object().unwrap().clone()
+            json!({"rc": 3, "stdout": "x", "failed": true, "finished": true, "ansible_job_id": "j1.2",
+                   "results_file": file.to_str().unwrap()}).as_object().unwrap().clone()
         );
     }
 
@@ -441,7 +844,13 @@ mod tests {
 
     fn record_with(supervisor: &supervise::identity::Identity) -> String {
         let jid = JobId::parse("j1.2").unwrap();
-        serde_json::to_string(&crate::job::running_record(&jid, Some(supervisor))).unwrap()
+        serde_json::to_string(&crate::job::running_record(
+            &jid,
+            Some(supervisor),
+            None,
+            false,
+        ))
+        .unwrap()
     }
 
     #[test]

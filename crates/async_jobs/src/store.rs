@@ -230,6 +230,56 @@ impl AsyncDir {
         Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
     }
 
+    /// The ids of the job files in the dir, in no particular order. Hidden
+    /// names (temp files, output dirs, pools) and the builtin's `.tmp` files
+    /// are not jobs.
+    pub fn job_ids(&self) -> Result<Vec<JobId>> {
+        let entries = std::fs::read_dir(&self.path).map_err(|source| Error::OpenDir {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().and_then(|n| JobId::parse(n).ok()))
+            .filter(|j| !j.as_str().ends_with(".tmp"))
+            .collect())
+    }
+
+    /// The size of a job file, and the last `tail` bytes of it (a finished
+    /// result ends with the supervisor's meta; the output before may be huge).
+    pub fn read_job_tail(&self, jid: &JobId, tail: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        use std::io::{Seek, SeekFrom};
+        let fd = match openat(
+            &self.fd,
+            jid.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => {
+                return Err(Error::Read {
+                    path: self.job_path(jid),
+                    source: e.into(),
+                });
+            }
+        };
+        let read = |f: &mut File| -> io::Result<(u64, Vec<u8>)> {
+            let len = f.metadata()?.len();
+            f.seek(SeekFrom::Start(len.saturating_sub(tail)))?;
+            let mut data = Vec::new();
+            f.take(tail).read_to_end(&mut data)?;
+            Ok((len, data))
+        };
+        read(&mut File::from(fd))
+            .map(Some)
+            .map_err(|source| Error::Read {
+                path: self.job_path(jid),
+                source,
+            })
+    }
+
     /// Removes the job file and its captured output; `false` when there was no job file.
     pub fn remove_job(&self, jid: &JobId) -> Result<bool> {
         self.remove_output(jid);

@@ -39,6 +39,7 @@ fn launch(argv: &[OsString]) -> Result<Object, String> {
     // The controller passes the async dir unexpanded; `~` is $HOME here, as in the builtin.
     let raw_dir = std::env::var("ANSIBLE_ASYNC_DIR").unwrap_or_else(|_| DEFAULT_ASYNC_DIR.into());
     let dir = AsyncDir::create(Path::new(&expand_user(&raw_dir))).map_err(|e| e.to_string())?;
+    let pool = async_jobs::pool::PoolSpec::from_env()?;
     let (mut report, notify) =
         std::io::pipe().map_err(|e| format!("could not create a pipe: {e}"))?;
 
@@ -53,6 +54,7 @@ fn launch(argv: &[OsString]) -> Result<Object, String> {
                         &args,
                         &jid,
                         &dir,
+                        pool.as_ref(),
                         File::from(std::os::fd::OwnedFd::from(notify)),
                     )
                 }

@@ -4,15 +4,20 @@
 //! could not get that far.
 
 use crate::args::WrapperArgs;
-use async_jobs::job::{running_record, timeout_result};
+use async_jobs::job::{JobMeta, META_KEY, State, module_name, running_record, timeout_result};
 use async_jobs::output::{Captured, Run, write_module_result, write_stopped_result};
+use async_jobs::pool::{PoolSpec, Ticket};
+use async_jobs::watch::DirWatch;
 use async_jobs::{AsyncDir, JobId};
+use nix::sys::signal::Signal;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use supervise::identity::Identity;
 use supervise::{Ended, Event};
+use supervise::{StopRequest, Wake};
 
 /// The task environment variable that sets how long a stopped job gets between
 /// SIGTERM and SIGKILL, in seconds.
@@ -20,9 +25,23 @@ pub const GRACE_ENV: &str = "NATIVE_ASYNC_KILL_GRACE";
 const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs the job to its end. Returns the process exit code.
-pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) -> i32 {
-    let prepared = prepare(jid, dir);
-    let (signals, recorded, stdout, stderr) = match prepared {
+pub fn run(
+    args: &WrapperArgs,
+    jid: &JobId,
+    dir: &AsyncDir,
+    pool: Option<&PoolSpec>,
+    mut notify: File,
+) -> i32 {
+    let prepared = prepare(args, jid, dir, pool);
+    let Prepared {
+        signals,
+        mut recorded,
+        stdout,
+        stderr,
+        ticket,
+        mut meta,
+        me,
+    } = match prepared {
         Ok(p) => p,
         Err(why) => {
             dir.remove_job(jid).ok();
@@ -35,6 +54,41 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
     let _ = notify.write_all(b"ok");
     drop(notify);
 
+    if meta.queued_at.is_some() {
+        if let Some(t) = &ticket
+            && let Err(stopped) = wait_for_slot(t, &signals)
+        {
+            let msg = match stopped {
+                Ok(req) => format!(
+                    "The job was killed while queued for a slot in pool {:?} ({}); it never started",
+                    meta.pool.as_deref().unwrap_or_default(),
+                    stop_cause(&req)
+                ),
+                Err(e) => format!("The job could not wait for a slot in its pool: {e}"),
+            };
+            let mut result = async_jobs::failure(msg);
+            result.insert("killed".into(), true.into());
+            result.insert("ansible_job_id".into(), jid.as_str().into());
+            result.insert(META_KEY.into(), meta.ended(State::Killed).to_value());
+            drop((stdout, stderr));
+            if let Err(e) = dir.write_job(jid, &result) {
+                store_failure(dir, jid, &e.to_string());
+            }
+            finish(args, jid, dir, ticket);
+            return 1;
+        }
+        meta.started_at = Some(async_jobs::job::now());
+        // The slot is ours: the record says running from here on.
+        match dir.publish_job(jid, &running_record(jid, me.as_ref(), Some(&meta), false)) {
+            Ok(r) => recorded = r,
+            Err(e) => {
+                store_failure(dir, jid, &e.to_string());
+                finish(args, jid, dir, ticket);
+                return 1;
+            }
+        }
+    }
+
     // The limit is the module's time: it counts from its start.
     let started_at = Instant::now();
     let child = match spawn_module(args, stdout.try_clone(), stderr.try_clone()) {
@@ -46,14 +100,20 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
             result.insert("outdata".into(), "".into());
             result.insert("stderr".into(), "".into());
             result.insert("ansible_job_id".into(), jid.as_str().into());
+            result.insert(META_KEY.into(), meta.ended(State::Failed).to_value());
             drop((stdout, stderr));
             if let Err(e) = dir.write_job(jid, &result) {
                 store_failure(dir, jid, &e.to_string());
             }
-            finish(args, jid, dir);
+            finish(args, jid, dir, ticket);
             return 1;
         }
     };
+    meta.child_pid = Some(child.id());
+    // The record names the module's pid too, for `list` and for people.
+    if let Ok(r) = dir.publish_job(jid, &running_record(jid, me.as_ref(), Some(&meta), false)) {
+        recorded = r;
+    }
 
     // Durable while the module runs: an fsync can take long when the disk is
     // busy, and neither the launch nor the job should wait for it. If it fails
@@ -81,59 +141,141 @@ pub fn run(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, mut notify: File) ->
                 cmd: &args.command_line(),
                 jid: jid.as_str(),
                 signal,
+                meta: Some(&meta),
             };
             dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
         }
         Ok(Event::Deadline) => {
-            supervise::stop_tree(grace(), &signals);
+            supervise::stop_tree(Signal::SIGTERM, grace(), &signals);
+            let meta = meta.ended(State::TimedOut);
             dir.write_job_with(jid, |w| {
-                write_stopped_result(&timeout_result(child_pid), &mut cap, w)
+                write_stopped_result(&timeout_result(child_pid), Some(&meta), &mut cap, w)
             })
         }
-        Ok(Event::StopRequested(sig)) => {
-            supervise::stop_tree(grace(), &signals);
-            let mut head = async_jobs::failure(format!(
-                "The job was stopped: its supervisor received {sig}"
-            ));
+        Ok(Event::StopRequested(req)) => {
+            supervise::stop_tree(req.first_signal(), grace(), &signals);
+            let mut head = async_jobs::failure(format!("The job was {}", stop_cause(&req)));
             head.insert("killed".into(), true.into());
+            head.insert("signal".into(), req.first_signal().as_str().into());
             head.insert("child_pid".into(), child_pid.into());
-            dir.write_job_with(jid, |w| write_stopped_result(&head, &mut cap, w))
+            let meta = meta.ended(State::Killed);
+            dir.write_job_with(jid, |w| {
+                write_stopped_result(&head, Some(&meta), &mut cap, w)
+            })
         }
-        Err(e) => dir.write_job(
-            jid,
-            &async_jobs::failure(format!(
+        Err(e) => {
+            let mut result = async_jobs::failure(format!(
                 "The job's supervisor lost track of the module: {e}"
-            )),
-        ),
+            ));
+            result.insert(META_KEY.into(), meta.ended(State::Failed).to_value());
+            dir.write_job(jid, &result)
+        }
     };
     // Closed, the capture files free their space (a full disk may be why the result failed).
     drop(cap);
     if let Err(e) = stored {
         store_failure(dir, jid, &e.to_string());
     }
-    finish(args, jid, dir);
+    finish(args, jid, dir, ticket);
     0
 }
 
-type Prepared<'a> = (
-    nix::sys::signal::SigSet,
-    async_jobs::store::Unsynced<'a>,
-    File,
-    File,
-);
+/// What a stop request did, for the result's `msg`.
+fn stop_cause(req: &StopRequest) -> String {
+    match req.asked {
+        Some(sig) => format!(
+            "killed on request (async_status mode=kill): {sig} to its processes, SIGKILL to any left after {} s",
+            grace().as_secs_f64()
+        ),
+        None => format!("stopped: its supervisor received {}", req.received),
+    }
+}
+
+struct Prepared<'a> {
+    signals: nix::sys::signal::SigSet,
+    recorded: async_jobs::store::Unsynced<'a>,
+    stdout: File,
+    stderr: File,
+    /// The job's place in its pool, if it has one.
+    ticket: Option<Ticket>,
+    meta: JobMeta,
+    me: Option<Identity>,
+}
 
 /// Everything that must hold before the module may start: signals taken
-/// synchronously, orphans re-parented here, the job recorded as running, and
-/// files for the module's output.
-fn prepare<'a>(jid: &JobId, dir: &'a AsyncDir) -> Result<Prepared<'a>, String> {
+/// synchronously, orphans re-parented here, a place in the job's pool, the
+/// job recorded (as queued when the pool has no free slot, else running),
+/// and files for the module's output.
+fn prepare<'a>(
+    args: &WrapperArgs,
+    jid: &JobId,
+    dir: &'a AsyncDir,
+    pool: Option<&PoolSpec>,
+) -> Result<Prepared<'a>, String> {
     let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
     supervise::become_subreaper();
     let (stdout, stderr) = dir.create_output(jid).map_err(|e| e.to_string())?;
-    let me = supervise::identity::Identity::current();
+    let me = Identity::current();
+    let mut meta = JobMeta {
+        module: module_name(&args.module),
+        pool: pool.map(|p| p.name.clone()),
+        ..JobMeta::default()
+    };
+    let ticket = match pool {
+        Some(spec) => Some(
+            Ticket::take(dir, spec, jid)
+                .map_err(|e| format!("could not join the job pool {:?}: {e}", spec.name))?,
+        ),
+        None => None,
+    };
+    let admitted = match &ticket {
+        Some(t) => t
+            .admitted()
+            .map_err(|e| format!("could not read the job pool {}: {e}", t.dir().display()))?,
+        None => true,
+    };
+    if admitted {
+        meta.started_at = Some(async_jobs::job::now());
+    } else {
+        meta.queued_at = Some(async_jobs::job::now());
+    }
     let recorded = dir
-        .publish_job(jid, &running_record(jid, me.as_ref()))
+        .publish_job(
+            jid,
+            &running_record(jid, me.as_ref(), Some(&meta), !admitted),
+        )
         .map_err(|e| e.to_string())?;
-    Ok((signals, recorded, stdout, stderr))
+    Ok(Prepared {
+        signals,
+        recorded,
+        stdout,
+        stderr,
+        ticket,
+        meta,
+        me,
+    })
+}
+
+/// Waits until the ticket's pool has a slot for it. The pool dir changes when
+/// a job leaves its slot, or when a supervisor that died closes its ticket;
+/// the periodic look is a safety net for changes inotify cannot see (another
+/// host's writes on a shared home).
+fn wait_for_slot(
+    ticket: &Ticket,
+    signals: &nix::sys::signal::SigSet,
+) -> Result<(), Result<StopRequest, String>> {
+    let watch = DirWatch::new([ticket.dir()]).map_err(|e| Err(e.to_string()))?;
+    loop {
+        if ticket.admitted().map_err(|e| Err(e.to_string()))? {
+            return Ok(());
+        }
+        match supervise::wait_readable(watch.fd(), Duration::from_secs(5), signals) {
+            Ok(Wake::Stop(req)) => return Err(Ok(req)),
+            Ok(Wake::Ready) => watch.drain(),
+            Ok(Wake::Timeout) => {}
+            Err(e) => return Err(Err(e.to_string())),
+        }
+    }
 }
 
 /// Starts the module in a process group of its own, with stdin at EOF and its
@@ -188,9 +330,13 @@ fn store_failure(dir: &AsyncDir, jid: &JobId, why: &str) {
     let _ = dir.write_job(jid, &short);
 }
 
-/// Removes what only served the run: captured output and the tmp dir the wrapper owns.
-fn finish(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir) {
+/// Removes what only served the run: captured output, the pool slot, and the
+/// tmp dir the wrapper owns.
+fn finish(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, ticket: Option<Ticket>) {
     dir.remove_output(jid);
+    if let Some(t) = ticket {
+        t.leave();
+    }
     if let Some(tmp) = args.owned_tmp_dir() {
         let _ = std::fs::remove_dir_all(tmp);
     }

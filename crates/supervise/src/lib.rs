@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 pub use nix::unistd::Pid as ProcessId;
@@ -207,7 +207,103 @@ pub enum Event {
     /// The deadline passed first.
     Deadline,
     /// The supervisor was asked to stop (TERM, INT or HUP).
-    StopRequested(Signal),
+    StopRequested(StopRequest),
+}
+
+/// A request to stop the job: the signal the supervisor received, and the
+/// signal the requester asked the job to get first, if it asked for one
+/// (`async_status mode=kill signal=...` queues it with the TERM; see [`request_stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopRequest {
+    pub received: Signal,
+    pub asked: Option<Signal>,
+}
+
+impl StopRequest {
+    /// The signal the job's processes get first.
+    pub fn first_signal(&self) -> Signal {
+        self.asked.unwrap_or(Signal::SIGTERM)
+    }
+}
+
+/// Marks a queued value as a kill request's signal, so a stray `sigqueue`
+/// from elsewhere is not mistaken for one.
+const ASK_TAG: i32 = 0x4e41_0000;
+
+/// Asks the supervisor `pid` to stop its job, sending `first` to the job's
+/// processes before the grace period and SIGKILL. The signal is queued with
+/// the SIGTERM (`sigqueue`), so the request and its detail arrive as one.
+pub fn request_stop(pid: Pid, first: Signal) -> std::io::Result<()> {
+    let value = libc::sigval {
+        sival_ptr: (ASK_TAG | first as i32) as usize as *mut libc::c_void,
+    };
+    // SAFETY: sigqueue takes plain values; `value` carries an integer, not a pointer.
+    let rc = unsafe { libc::sigqueue(pid.as_raw(), libc::SIGTERM, value) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// What a wait for a descriptor ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The descriptor is readable.
+    Ready,
+    /// The timeout passed.
+    Timeout,
+    /// A stop was requested.
+    Stop(StopRequest),
+}
+
+/// Waits until `fd` is readable, `timeout` passes, or a stop request arrives,
+/// for a supervisor that has no child yet (a queued job). The supervisor's
+/// signals stay blocked; they are taken here through a signalfd.
+pub fn wait_readable(
+    fd: std::os::fd::BorrowedFd,
+    timeout: Duration,
+    signals: &SigSet,
+) -> Result<Wake> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(Error::Wait)?;
+    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let mut fds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+    ];
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(Error::Wait(e)),
+    }
+    while let Ok(Some(info)) = sfd.read_signal() {
+        let Ok(received) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        if received != Signal::SIGCHLD {
+            return Ok(Wake::Stop(StopRequest {
+                received,
+                asked: asked_signal(info.ssi_code, info.ssi_int),
+            }));
+        }
+    }
+    let ready = fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLIN));
+    Ok(if ready { Wake::Ready } else { Wake::Timeout })
+}
+
+/// The signal a `request_stop` asked for, from a queued signal's code and value.
+fn asked_signal(code: i32, value: i32) -> Option<Signal> {
+    if code != libc::SI_QUEUE || value & !0xff != ASK_TAG {
+        return None;
+    }
+    Signal::try_from(value & 0xff).ok()
 }
 
 /// Waits for `pid` to end, for the deadline, or for a stop request, whichever
@@ -225,7 +321,7 @@ pub fn wait_for(pid: Pid, deadline: Option<Instant>, signals: &SigSet) -> Result
             None => None,
         };
         match next_signal(signals, timeout) {
-            Some(s) if s != Signal::SIGCHLD => return Ok(Event::StopRequested(s)),
+            Some(req) if req.received != Signal::SIGCHLD => return Ok(Event::StopRequested(req)),
             _ => {}
         }
     }
@@ -268,7 +364,7 @@ fn has_children() -> bool {
 }
 
 /// Takes the next pending signal of `set`, waiting at most `timeout` (forever if `None`).
-fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
+fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<StopRequest> {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -276,14 +372,21 @@ fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Signal> {
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `set` is a valid sigset_t; a null siginfo pointer is allowed; `ts_ptr`
-    // is null or points at a timespec that outlives the call.
-    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    // SAFETY: siginfo_t is plain data, valid when zeroed.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; `info` and the timespec `ts_ptr` points
+    // at (or null) outlive the call.
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, ts_ptr) };
     if sig < 0 {
-        None
-    } else {
-        Signal::try_from(sig).ok()
+        return None;
     }
+    let received = Signal::try_from(sig).ok()?;
+    // SAFETY: for a queued signal (SI_QUEUE) the value field is the one sigqueue set.
+    let value = unsafe { info.si_value() }.sival_ptr as usize as i32;
+    Some(StopRequest {
+        received,
+        asked: asked_signal(info.si_code, value),
+    })
 }
 
 /// Every live descendant of this process, found through /proc. As a subreaper
@@ -373,18 +476,19 @@ fn signal_tree(sig: Signal) -> usize {
     let procs = descendants();
     for &p in &procs {
         let _ = kill(p, sig);
-        if sig == Signal::SIGTERM {
-            // A stopped process cannot act on TERM until it is continued.
+        if sig != Signal::SIGKILL {
+            // A stopped process cannot act on a signal until it is continued.
             let _ = kill(p, Signal::SIGCONT);
         }
     }
     procs.len()
 }
 
-/// Stops every descendant: SIGTERM, up to `grace` for them to exit, then
-/// SIGKILL until none is left. Returns once the tree is gone and reaped.
-pub fn stop_tree(grace: Duration, signals: &SigSet) {
-    signal_tree(Signal::SIGTERM);
+/// Stops every descendant: `first` (SIGTERM for a limit), up to `grace` for
+/// them to exit, then SIGKILL until none is left. Returns once the tree is
+/// gone and reaped.
+pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) {
+    signal_tree(first);
     let deadline = Instant::now() + grace;
     while has_children() {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {

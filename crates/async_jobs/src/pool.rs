@@ -1,0 +1,258 @@
+//! Job slots: at most N jobs of a named pool run at once on a host; the rest
+//! wait, queued, and start in the order they were launched.
+//!
+//! A pool is a hidden dir in the async dir, `.pool-<name>/`, holding one
+//! ticket file per job that entered it, named by a sequence number. The
+//! supervisor of a job holds an exclusive `flock` on its ticket for as long as
+//! it lives, so a ticket whose lock can be taken belongs to a supervisor that
+//! died: it is removed, and its slot is free. A job may run when fewer than N
+//! live tickets come before its own. Ranks only go down, so a job once
+//! admitted stays admitted, and the first N live tickets are always the
+//! running jobs.
+
+use crate::{AsyncDir, JobId};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The task environment variables that put a job in a pool.
+pub const POOL_ENV: &str = "NATIVE_ASYNC_POOL";
+pub const POOL_SIZE_ENV: &str = "NATIVE_ASYNC_POOL_SIZE";
+
+/// A pool as a task asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub size: usize,
+}
+
+impl PoolSpec {
+    /// From the task's environment: `NATIVE_ASYNC_POOL_SIZE` (required for a
+    /// pool) and `NATIVE_ASYNC_POOL` (default `default`). `None` when neither is set.
+    pub fn from_env() -> Result<Option<PoolSpec>, String> {
+        let var = |k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Self::parse(var(POOL_ENV).as_deref(), var(POOL_SIZE_ENV).as_deref())
+    }
+
+    pub fn parse(name: Option<&str>, size: Option<&str>) -> Result<Option<PoolSpec>, String> {
+        let (name, size) = match (name, size) {
+            (None, None) => return Ok(None),
+            (Some(n), None) => {
+                return Err(format!(
+                    "{POOL_ENV}={n:?} needs {POOL_SIZE_ENV}, the number of jobs of the pool that may run at once (1 or more)"
+                ));
+            }
+            (n, Some(s)) => (n.unwrap_or("default").trim(), s.trim()),
+        };
+        let size = match size.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(format!(
+                    "{POOL_SIZE_ENV} must be a whole number of slots, 1 or more, got {size:?}"
+                ));
+            }
+        };
+        if JobId::parse(name).is_err() {
+            return Err(format!(
+                "{POOL_ENV} must be a name of letters, digits, '.', '_' and '-' (not starting with '.', at most 128), got {name:?}"
+            ));
+        }
+        Ok(Some(PoolSpec {
+            name: name.to_string(),
+            size,
+        }))
+    }
+}
+
+/// A job's place in its pool, held by its supervisor until the job ends.
+#[derive(Debug)]
+pub struct Ticket {
+    /// Open and locked for the supervisor's lifetime; its closing at exit is
+    /// what tells waiters that a slot may have freed.
+    _held: File,
+    path: PathBuf,
+    dir: PathBuf,
+    seq: u64,
+    size: usize,
+}
+
+impl Ticket {
+    /// Joins the pool's queue, behind every job that joined before.
+    pub fn take(async_dir: &AsyncDir, spec: &PoolSpec, jid: &JobId) -> io::Result<Ticket> {
+        let dir = async_dir.path().join(format!(".pool-{}", spec.name));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        // The counter's lock also covers publishing the ticket, so tickets
+        // appear in the order of their numbers (a waiter never sees a later
+        // ticket without the earlier ones).
+        let mut counter = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(".seq"))?;
+        counter.lock()?;
+        let mut text = String::new();
+        counter.read_to_string(&mut text)?;
+        let seq = text.trim().parse::<u64>().unwrap_or(0) + 1;
+        counter.rewind()?;
+        counter.set_len(0)?;
+        counter.write_all(seq.to_string().as_bytes())?;
+
+        let path = dir.join(format!("{seq:016}-{}", jid.as_str()));
+        let staged = dir.join(format!(".new-{}", jid.as_str()));
+        let mut held = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&staged)?;
+        // Locked before it is visible: a visible ticket whose lock is free is a dead one.
+        held.lock()?;
+        writeln!(held, "{}", std::process::id())?;
+        std::fs::rename(&staged, &path)?;
+        drop(counter);
+        Ok(Ticket {
+            _held: held,
+            path,
+            dir,
+            seq,
+            size: spec.size,
+        })
+    }
+
+    /// The pool's dir, to watch while waiting.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether fewer than `size` live tickets come before this one. Tickets
+    /// of supervisors that died are removed on the way.
+    pub fn admitted(&self) -> io::Result<bool> {
+        let mut ahead = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let Some(seq) = name.to_str().and_then(ticket_seq) else {
+                continue;
+            };
+            if seq >= self.seq {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            let Ok(other) = File::open(&path) else {
+                continue; // it left meanwhile
+            };
+            match other.try_lock() {
+                Ok(()) => {
+                    // Its supervisor is gone: free the slot (while holding the
+                    // lock, so no other waiter counts it as live meanwhile).
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(TryLockError::WouldBlock) => ahead += 1,
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+            if ahead >= self.size {
+                return Ok(false);
+            }
+        }
+        Ok(ahead < self.size)
+    }
+
+    /// Leaves the pool, freeing the slot for the next job.
+    pub fn leave(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The sequence number of a ticket's file name (`<16 digits>-<jid>`).
+fn ticket_seq(name: &str) -> Option<u64> {
+    let (digits, jid) = name.split_once('-')?;
+    if digits.len() != 16 || jid.is_empty() {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(size: usize) -> PoolSpec {
+        PoolSpec {
+            name: "p".into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn parses_the_environment_form() {
+        assert_eq!(PoolSpec::parse(None, None), Ok(None));
+        assert_eq!(
+            PoolSpec::parse(Some("builds"), Some("2")),
+            Ok(Some(PoolSpec {
+                name: "builds".into(),
+                size: 2
+            }))
+        );
+        assert_eq!(
+            PoolSpec::parse(None, Some("3")).unwrap().unwrap().name,
+            "default"
+        );
+        for (name, size) in [
+            (Some("x"), None),
+            (Some("x"), Some("0")),
+            (Some("x"), Some("-1")),
+            (Some("x"), Some("two")),
+            (Some("../up"), Some("1")),
+            (Some(".hidden"), Some("1")),
+        ] {
+            let err = PoolSpec::parse(name, size).unwrap_err();
+            assert!(err.contains("NATIVE_ASYNC_POOL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn admits_in_order_and_frees_slots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(tmp.path()).unwrap();
+        let jid = |s: &str| JobId::parse(s).unwrap();
+        let a = Ticket::take(&dir, &spec(2), &jid("a")).unwrap();
+        let b = Ticket::take(&dir, &spec(2), &jid("b")).unwrap();
+        let c = Ticket::take(&dir, &spec(2), &jid("c")).unwrap();
+        let d = Ticket::take(&dir, &spec(2), &jid("d")).unwrap();
+        assert!(a.admitted().unwrap() && b.admitted().unwrap());
+        assert!(!c.admitted().unwrap() && !d.admitted().unwrap());
+        b.leave();
+        assert!(c.admitted().unwrap());
+        assert!(!d.admitted().unwrap(), "c is ahead of d");
+        // A supervisor that dies without leaving: its lock goes with it.
+        let a_path = a.path.clone();
+        drop(a);
+        assert!(a_path.exists());
+        assert!(d.admitted().unwrap());
+        assert!(!a_path.exists(), "the dead ticket was removed");
+    }
+
+    #[test]
+    fn names_that_are_not_tickets_are_ignored() {
+        assert_eq!(ticket_seq("0000000000000007-j1.2"), Some(7));
+        for name in [
+            ".seq",
+            ".new-j1",
+            "7-j1",
+            "000000000000000x-j",
+            "0000000000000007-",
+        ] {
+            assert_eq!(ticket_seq(name), None, "{name}");
+        }
+    }
+}
