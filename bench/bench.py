@@ -57,9 +57,20 @@ class Host:
         env.pop("ANSIBLE_LIBRARY", None)
         if impl == "native":
             env["ANSIBLE_LIBRARY"] = str(MODULES)
+            env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(self.work))
         if keep:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
         return env
+
+
+def collections_path(work):
+    """A collections path where native.async_jobs is this checkout's collection."""
+    colls = work / "collections"
+    link = colls / "ansible_collections" / "native" / "async_jobs"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(ROOT / "ansible_collection")
+    return colls
 
 
 def exec_lines(output):
@@ -272,6 +283,90 @@ def measure_completion(host, impl):
     return statistics.median(lags) * 1000
 
 
+def measure_completion_wait(host):
+    """From a job's end to the controller having its status, with one native `wait` task."""
+    pb = host.work / "completion-wait.yml"
+    pb.write_text("""
+- hosts: h1
+  gather_facts: false
+  tasks:
+    - shell: sleep 2; date +%s.%N
+      async: 60
+      poll: 0
+      register: job
+    - native.async_jobs.async_status: {jid: "{{ job.ansible_job_id }}", wait: 60}
+      register: st
+    - copy:
+        content: "{{ st.stdout }} {{ now(utc=true).timestamp() }}"
+        dest: "DEST"
+""".replace("DEST", str(host.work / "completion-wait.txt")))
+    lags = []
+    for _ in range(2 if QUICK else 4):
+        subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env("native"),
+                       capture_output=True, check=True)
+        end, seen = map(float, (host.work / "completion-wait.txt").read_text().split())
+        lags.append(seen - end)
+    return statistics.median(lags) * 1000
+
+
+SEED_LOOP_WAIT = """
+    - async_status: {jid: "{{ item.ansible_job_id }}"}
+      loop: "{{ fired.results }}"
+      register: waited
+      until: waited is finished
+      retries: RETRIES
+      delay: DELAY
+"""
+SEED_JIDS_WAIT = """
+    - native.async_jobs.async_status:
+        jids: "{{ fired.results | map(attribute='ansible_job_id') | list }}"
+        wait: 300
+      register: waited
+"""
+
+
+def run_fired_then_wait(host, impl, items, wait_tasks, name):
+    """Fires one job per item with poll 0 on every host, then waits with `wait_tasks`; returns seconds."""
+    pb = host.work / f"{name}.yml"
+    pb.write_text(f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: "sleep {{{{ item }}}}; echo job {{{{ item }}}}"
+      async: 300
+      poll: 0
+      loop: {items}
+      register: fired
+{wait_tasks}
+    - assert:
+        that: "waited.results | map(attribute='rc') | list == {[0] * len(items)}"
+""")
+    start = time.perf_counter()
+    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env(impl),
+                   capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def measure_seed8(work, style):
+    """The seeds' pattern: 8 jobs fired in a loop, then waited for; `style` is how (builtin, native until
+    loop with the seed's retries 60 / delay 10, or one native jids+wait task)."""
+    d = work / f"seed8-{style}"
+    d.mkdir()
+    host = Host(d, hosts=1)
+    impl, wait = {"builtin": ("builtin", SEED_LOOP_WAIT), "native-until": ("native", SEED_LOOP_WAIT),
+                  "native-wait": ("native", SEED_JIDS_WAIT)}[style]
+    wait = wait.replace("RETRIES", "60").replace("DELAY", "10")
+    return run_fired_then_wait(host, impl, [1, 2, 3, 4, 1, 2, 3, 4], wait, "seed8")
+
+
+def measure_fleet_wait(work):
+    """The fleet playbook with one native jids+wait task per host instead of the until loops."""
+    d = work / "fleet-native-wait"
+    d.mkdir()
+    host = Host(d, hosts=16)
+    return run_fired_then_wait(host, "native", [1, 2, 3, 4], SEED_JIDS_WAIT, "fleet")
+
+
 def measure_fleet(work, impl):
     """16 local hosts fire 4 jobs each with poll 0, then wait with async_status loops (the seeds' pattern)."""
     (work / f"fleet-{impl}").mkdir()
@@ -354,9 +449,14 @@ def main():
     log("5/7 completion lag (until/delay: 1)")
     completion = {i: measure_completion(host, i) for i in IMPLS}
     log(f"    {completion}")
-    log("6/7 fleet playbook")
+    completion_wait = measure_completion_wait(host)
+    log(f"    native with wait: {completion_wait:.0f} ms")
+    log("6/7 fleet playbook, and the seeds' 8-job pattern")
     fleet = {i: measure_fleet(work, i) for i in IMPLS}
-    log(f"    {fleet}")
+    fleet_wait = measure_fleet_wait(work)
+    log(f"    {fleet}, native jids+wait: {fleet_wait:.1f} s")
+    seed8 = {style: measure_seed8(work, style) for style in ("builtin", "native-until", "native-wait")}
+    log(f"    seed 8-job pattern: {seed8}")
     log("7/7 sizes")
     sizes = {"async_wrapper module": caps["native"]["wrapper_bytes"],
              "async_status module": (MODULES / "async_status").stat().st_size}
@@ -375,9 +475,17 @@ def main():
         dict(name="limit lateness, async: 7 (ms)", b=late[("builtin", 7)], n=late[("native", 7)], fmt="{:.0f}",
              goal="within 100 ms", goal_ratio=None),
         dict(name="completion lag, until/delay 1 (ms)", b=completion["builtin"], n=completion["native"], fmt="{:.0f}",
-             goal="(wait: issue 5)", goal_ratio=None),
+             goal="bound by the delay", goal_ratio=None),
+        dict(name="completion lag, builtin until/delay 1 vs native wait (ms)", b=completion["builtin"],
+             n=completion_wait, fmt="{:.0f}", goal="", goal_ratio=None),
         dict(name="fleet playbook, 16 hosts x 4 jobs (s)", b=fleet["builtin"], n=fleet["native"], fmt="{:.1f}",
              goal="2x faster", goal_ratio=2),
+        dict(name="fleet, builtin until loops vs native jids+wait (s)", b=fleet["builtin"], n=fleet_wait,
+             fmt="{:.1f}", goal="3x faster", goal_ratio=3),
+        dict(name="seeds' 8-job pattern, builtin vs native until/delay 10 (s)", b=seed8["builtin"],
+             n=seed8["native-until"], fmt="{:.1f}", goal="", goal_ratio=None),
+        dict(name="seeds' 8-job pattern, builtin until/delay 10 vs native jids+wait (s)", b=seed8["builtin"],
+             n=seed8["native-wait"], fmt="{:.1f}", goal="", goal_ratio=None),
         dict(name="bytes sent per async task", b=caps["builtin"]["sent"], n=caps["native"]["sent"], fmt="{:,}",
              goal="report", goal_ratio=None),
         dict(name="bytes sent per status lookup", b=stat["builtin"]["sent"], n=stat["native"]["sent"], fmt="{:,}",
@@ -417,7 +525,11 @@ def main():
         "- Lateness: from the launch request plus the limit to the timeout result being visible in the job file. "
         "The builtin checks every 5 s (half the limit when shorter) and then sleeps 1 s before writing.",
         "- Completion lag: from the job's end (its own timestamp) to the controller having the finished status, "
-        "through an `until`/`retries`/`delay: 1` loop; it is bound by the delay for both.",
+        "through an `until`/`retries`/`delay: 1` loop (bound by the delay for both), or through one "
+        "`native.async_jobs.async_status` task with `wait`, which the host answers when the result is written "
+        "(the rest is ansible's own time to return a task and start the next).",
+        "- The seeds' 8-job pattern: a loop of 8 jobs (1 to 4 s) fired with `poll: 0`, then waited for with the "
+        "seed's `until`/`retries: 60`/`delay: 10` loop, or with one `jids` + `wait` task.",
         "",
         "![builtin / native](benchmarks.svg)",
         "",
