@@ -43,8 +43,10 @@ def test_malformed_wrapper_invocations(tmp_path, args, expected):
     ("not json", "not valid JSON"),
     ("[1, 2]", "not a JSON object"),
     ('{"jid": "j1.1", "_async_dir": "/tmp", "foo": 1}',
-     "Unsupported parameters for (async_status) module: foo. Supported parameters include: _async_dir, jid, mode."),
-    ('{"jid": "j1.1", "_async_dir": "/tmp", "mode": "kill"}', "value of mode must be one of: cleanup, status, got: kill"),
+     "Unsupported parameters for (async_status) module: foo. Supported parameters include: _async_dir, jid, jids, "
+     "mode, older_than, return_when, signal, wait."),
+    ('{"jid": "j1.1", "_async_dir": "/tmp", "mode": "stop"}',
+     "value of mode must be one of: cleanup, kill, list, prune, status, got: stop"),
     ('{"_async_dir": "/tmp"}', "missing required arguments: jid"),
     ('{"jid": "j1.1"}', "missing required arguments: _async_dir"),
     ('{"jid": ["j1.1"], "_async_dir": "/tmp"}', "jid is of type list"),
