@@ -43,12 +43,20 @@ def read_job(path):
         return None
 
 
+STATES = {"finished", "failed", "timed out", "killed"}
+
+
 def wait_finished(path, timeout=30.0):
-    """Polls the job file until it holds a result (no `started` key)."""
+    """Polls the job file until it holds a result (no `started` key); returns
+    the result without the supervisor's `native_job` meta (checked here), which
+    async_status leaves out of a job's status too."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         data = read_job(path)
         if data is not None and "started" not in data:
+            meta = data.pop("native_job", None)
+            if meta is not None:
+                assert meta["state"] in STATES and meta["ended_at"] >= meta["started_at"], meta
             return data
         time.sleep(0.02)
     raise AssertionError(f"job {path} did not finish within {timeout}s: {read_job(path)}")
