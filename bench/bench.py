@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 MODULES = ROOT / "ansible_collection" / "plugins" / "modules"
+INSTALLED = ROOT / "ansible_collection" / "installed"  # installed mode's launchers (docs/installed-mode.md)
 PYTHON = "/usr/bin/python3"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPEAT = 7 if QUICK else 15
@@ -44,8 +45,11 @@ class Host:
         self.work = work
         self.async_dir = work / "async"
         self.inventory = work / f"hosts{hosts}.ini"
+        self.libexec = work / "libexec"  # installed mode: where the install playbook puts the binaries
         lines = ["[local]"] + [
             f"h{i} ansible_connection=local ansible_python_interpreter={PYTHON} ansible_async_dir={self.async_dir}"
+            f" native_async_install_dir={self.libexec} ansible_async_wrapper_interpreter={self.libexec}/async_wrapper"
+            f" ansible_async_status_interpreter={self.libexec}/async_status"
             for i in range(1, hosts + 1)
         ]
         self.inventory.write_text("\n".join(lines) + "\n")
@@ -55,8 +59,8 @@ class Host:
                    ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCAL_TEMP=str(self.work / "local-tmp"))
         env.pop("ANSIBLE_LIBRARY", None)
-        if impl == "native":
-            env["ANSIBLE_LIBRARY"] = str(MODULES)
+        if impl in ("native", "installed"):
+            env["ANSIBLE_LIBRARY"] = str(MODULES if impl == "native" else INSTALLED)
             env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(self.work))
         if keep:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
@@ -84,12 +88,33 @@ def capture_launch(host, impl, args, limit=60):
                           "-vvv"], env=host.env(impl, keep=True), capture_output=True, text=True, check=True).stdout
     cmd = next(c for c in exec_lines(out) if "ANSIBLE_ASYNC_DIR=" in c)
     words = shlex.split(cmd.replace(" && sleep 0", ""))
-    wrapper = next(w for w in words if w.endswith("async_wrapper") or w.endswith("async_wrapper.py"))
+    # The wrapper module sent into the task's tmp dir (installed mode's command names its binary first).
+    wrapper = next(w for w in words if "ansible-tmp" in w and (w.endswith("async_wrapper") or w.endswith("async_wrapper.py")))
     module = next(w for w in words if "AnsiballZ_" in w)
     jid = re.search(r'"ansible_job_id": "([^"]+)"', out).group(1)
     sent = os.path.getsize(wrapper) + os.path.getsize(module)
     return {"cmd": cmd, "wrapper_bytes": os.path.getsize(wrapper), "module_bytes": os.path.getsize(module),
             "sent": sent, "jid": jid, "wrapper": wrapper}
+
+
+def install(host):
+    """Installed mode: the collection's install playbook puts the binaries into host.libexec."""
+    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, INSTALLED.parent / "playbooks" / "install.yml"],
+                   env=host.env("installed"), capture_output=True, check=True)
+
+
+def playbook_launch(host, impls, n):
+    """Wall time of `ansible-playbook` running one `poll: 0` task, per impl (interleaved), median in ms."""
+    pb = host.work / "poll0.yml"
+    pb.write_text("- hosts: h1\n  gather_facts: false\n  tasks:\n    - {command: 'true', async: 60, poll: 0}\n")
+    cmds = {i: [VENV_BIN / "ansible-playbook", "-i", host.inventory, pb] for i in impls}
+    times = {i: [] for i in impls}
+    for _ in range(n):
+        for i in impls:
+            start = time.perf_counter()
+            subprocess.run(cmds[i], env=host.env(i), capture_output=True, check=True)
+            times[i].append(time.perf_counter() - start)
+    return {i: statistics.median(v) * 1000 for i, v in times.items()}
 
 
 def stop_captured(host, impl, launch):
@@ -431,12 +456,17 @@ def main():
     log(f"bench work dir: {work}")
     caps = {i: capture_launch(host, i, "true") for i in IMPLS}
     stat = {i: capture_status(host, i, caps[i]["jid"]) for i in IMPLS}
+    install(host)
+    caps["installed"] = capture_launch(host, "installed", "true")
+    stat["installed"] = capture_status(host, "installed", caps["installed"]["jid"])
 
     log("1/7 launch")
-    launch = alternate({i: caps[i]["cmd"] for i in IMPLS}, REPEAT, settle=0.6)
+    launch = alternate({i: c["cmd"] for i, c in caps.items()}, REPEAT, settle=0.6)
     log(f"    {launch}")
+    pb_launch = playbook_launch(host, list(caps), 5 if QUICK else 9)
+    log(f"    ansible-playbook, one poll: 0 task: {pb_launch}")
     log("2/7 status lookup")
-    status = alternate({i: stat[i]["cmd"] for i in IMPLS}, REPEAT)
+    status = alternate({i: c["cmd"] for i, c in stat.items()}, REPEAT)
     log(f"    {status}")
     log("3/7 memory per running job")
     memory = {i: measure_memory(host, i) for i in IMPLS}
@@ -490,6 +520,19 @@ def main():
              goal="report", goal_ratio=None),
         dict(name="bytes sent per status lookup", b=stat["builtin"]["sent"], n=stat["native"]["sent"], fmt="{:,}",
              goal="report", goal_ratio=None),
+        # Installed mode (docs/installed-mode.md): the binaries on the target, tiny text launchers sent.
+        dict(name="installed mode: launch (ms)", b=launch["builtin"], n=launch["installed"], fmt="{:.1f}",
+             goal="", goal_ratio=None),
+        dict(name="installed mode: status lookup (ms)", b=status["builtin"], n=status["installed"], fmt="{:.1f}",
+             goal="", goal_ratio=None),
+        dict(name="installed mode: ansible-playbook, one poll: 0 task (ms)", b=pb_launch["builtin"],
+             n=pb_launch["installed"], fmt="{:.0f}", goal="", goal_ratio=None),
+        dict(name="zero-setup: ansible-playbook, one poll: 0 task (ms)", b=pb_launch["builtin"],
+             n=pb_launch["native"], fmt="{:.0f}", goal="", goal_ratio=None),
+        dict(name="installed mode: bytes sent per async task", b=caps["builtin"]["sent"], n=caps["installed"]["sent"],
+             fmt="{:,}", goal="report", goal_ratio=None),
+        dict(name="installed mode: bytes sent per status lookup", b=stat["builtin"]["sent"],
+             n=stat["installed"]["sent"], fmt="{:,}", goal="report", goal_ratio=None),
     ]
     for r in rows:
         r["ratio"] = ratio(r["b"], r["n"])
