@@ -483,3 +483,15 @@ def test_every_option_is_documented(tmp_path, env):
         assert option in doc, option
     for mode in ("kill", "list", "prune"):
         assert f"mode: {mode}" in doc, mode
+
+
+def test_installed_switch_without_the_installed_library_says_what_to_set(tmp_path, inventory, env):
+    proc, v = play(tmp_path, inventory, env, """
+- native.async_jobs.async_status:
+    mode: list
+  vars: {native_async_installed: true}
+  register: listing
+  ignore_errors: true
+""" + dump("listing"))
+    assert v["listing"]["failed"] is True
+    assert "installed/ folder" in v["listing"]["msg"] and "native_async_installed" in v["listing"]["msg"]

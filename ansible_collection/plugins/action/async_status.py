@@ -14,6 +14,7 @@ runs as (the become user when there is one), which is where the wrapper wrote.
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
@@ -63,6 +64,8 @@ class ActionModule(ActionBase):
 
         installed = boolean(task_vars.get("native_async_installed", False), strict=False)
         module = INSTALLED_MODULE if installed else MODULE
+        if installed:
+            self._check_installed_launcher()
         results = merge_hash(
             results,
             self._execute_module(module_name=module, task_vars=task_vars, module_args=module_args),
@@ -80,3 +83,19 @@ class ActionModule(ActionBase):
                     if isinstance(job.get(stream), str) and stream + "_lines" not in job:
                         job[stream + "_lines"] = job[stream].splitlines()
         return results
+
+    def _check_installed_launcher(self):
+        """Installed mode needs the library path on the collection's `installed/`
+        folder; else `ansible.legacy.async_status` is the builtin Python module,
+        which would refuse (or silently lack) this module's options."""
+        found = self._shared_loader_obj.module_loader.find_plugin_with_context(INSTALLED_MODULE)
+        path = found.plugin_resolved_path if found.resolved else None
+        head = b""
+        if path:
+            with open(path, "rb") as f:
+                head = f.read(512)
+        if b"native" not in head or not head.startswith(b"#!"):
+            raise AnsibleActionFail(
+                "native_async_installed is set, but async_status resolves to %s, not the installed-mode "
+                "launcher; set the library path (ANSIBLE_LIBRARY or library =) to the collection's "
+                "installed/ folder" % (path or "nothing"))

@@ -10,6 +10,11 @@ use std::ffi::OsString;
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let argv = async_jobs::paths::strip_launcher_script(&argv);
+    // A check that an installed binary runs where it was put.
+    if argv.len() == 1 && argv[0] == "--version" {
+        println!("async_status {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     if let Some(code) = human::run(argv) {
         std::process::exit(code);
     }
