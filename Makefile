@@ -1,6 +1,7 @@
 # native async for Ansible: build, demo, tests.
 #   make         build the native modules, then run the demo playbook on localhost
-#   make test    Rust tests, integration, interop and conformance suites
+#   make test    Rust tests; integration, interop, reliability, conformance, installed-mode,
+#                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ RELEASE_DIR := target/$(TARGET)/release
 BINARIES := $(RELEASE_DIR)/async_wrapper $(RELEASE_DIR)/async_status
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all build venv demo test test-rust test-integration lint collection clean bench soak
+.PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench soak
 
 all: build demo
 
@@ -46,10 +47,20 @@ demo: build
 test-rust:
 	cargo test --workspace --locked
 
+# tests/ssh and the SSH runs need sshd, sudo and acl: tools/test-deps.sh installs
+# them with apt when missing (CI starts from a fresh image).
 test-integration: build
+	tools/test-deps.sh
 	$(VENV)/bin/pytest -q tests
+	NATIVE_ASYNC_CONNECTION=ssh NATIVE_ASYNC_PIPELINING=0 $(VENV)/bin/pytest -q tests/integration
+	NATIVE_ASYNC_CONNECTION=ssh NATIVE_ASYNC_PIPELINING=1 $(VENV)/bin/pytest -q tests/integration
 
 test: test-rust test-integration
+
+# The integration and conformance suites on ansible-core 2.16, 2.17, 2.18, 2.19 and
+# the newest release, each in its own venv under .cache/matrix (about 12 minutes).
+test-matrix: build
+	tools/test-matrix.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -11,9 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMPL, adhoc, base_env, native_active, playbook, write_inventory
+from conftest import ANSIBLE_MINOR, CONNECTION, IMPL, adhoc, base_env, native_active, playbook, write_inventory
 
 HERE = Path(__file__).resolve().parent
+# Before 2.19 ansible-core passes the builtin modules' 0/1 for `started`/`finished`
+# (and the builtin wrapper's `failed: 1`) through as they are; 2.19's async_status
+# action forces booleans. The native modules answer booleans on every version.
+YES, NO = (1, 0) if ANSIBLE_MINOR < (2, 19) and not native_active() else (True, False)
+
+
+def same(value, expected):
+    """Equal and of the same JSON type: 1 is not true here."""
+    return value == expected and type(value) is type(expected)
+
+
+# ansible-core 2.21 changed the wrapper's command line to `<jid> <limit> <preserve_tmp
+# true|false> <module path> <command...>`; the native async_wrapper only takes the
+# `<jid> <limit> <module> <argsfile> [-preserve_tmp]` of 2.10-2.20 and fails every launch.
+WRAPPER_ARGV_2_21 = ("native async_wrapper rejects ansible-core 2.21's wrapper command line "
+                     "(expected 4 or 5 arguments, got 6): a product bug, see the issue 4 matrix report")
+
+
+@pytest.fixture(autouse=True)
+def _wrapper_argv_2_21(request):
+    """Strict xfail for the tests that launch jobs with the native wrapper on 2.21+."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    native_launch = native_active() and params.get("launcher", "native") == "native"
+    if native_launch and ANSIBLE_MINOR >= (2, 21):
+        request.applymarker(pytest.mark.xfail(reason=WRAPPER_ARGV_2_21, strict=True))
 
 
 def run_play(tmp_path, inventory, env, tasks, *args, hosts="all", extra_play="", check=True):
@@ -22,6 +47,10 @@ def run_play(tmp_path, inventory, env, tasks, *args, hosts="all", extra_play="",
     if not pb_dir.exists():
         shutil.copytree(HERE / "library", pb_dir / "library")
     pb = pb_dir / f"play{time.monotonic_ns()}.yml"
+    if ANSIBLE_MINOR < (2, 17):
+        # `delay` is an int before 2.17 (a float since): 0.5 would become 0 and an
+        # until-loop would spend its retries at once; poll every second instead.
+        tasks = tasks.replace("delay: 0.5", "delay: 1")
     pb.write_text(f"- hosts: {hosts}\n  gather_facts: false\n{extra_play}  tasks:\n" +
                   "\n".join("    " + line for line in tasks.strip("\n").splitlines()) + "\n")
     return playbook(pb, inventory, env, *args, check=check)
@@ -88,9 +117,11 @@ def test_poll_n_waits_and_cleans_up(tmp_path, inventory, env, async_dir):
 def test_a_loop_of_8_jobs_runs_at_once(tmp_path, env, async_dir):
     inv = write_inventory(tmp_path / "one", ["h1"], ansible_async_dir=async_dir)
     out = tmp_path / "waited.json"
+    # Launching one job over SSH without pipelining takes ~0.7 s: 8 take longer than 5 s.
+    seconds = 5 if CONNECTION == "local" else 12
     start = time.monotonic()
     run_play(tmp_path, inv, env, """
-- shell: "date +%s.%N; sleep 5; date +%s.%N"
+- shell: "date +%s.%N; sleep {{ job_seconds }}; date +%s.%N"
   async: 60
   poll: 0
   loop: "{{ range(8) | list }}"
@@ -101,30 +132,32 @@ def test_a_loop_of_8_jobs_runs_at_once(tmp_path, env, async_dir):
   until: waited is finished
   retries: 60
   delay: 0.5
-""" + dump("waited.results | map(attribute='stdout_lines') | list", out))
+""" + dump("waited.results | map(attribute='stdout_lines') | list", out), "-e", f"job_seconds={seconds}")
     wall = time.monotonic() - start
     spans = [(float(a), float(b)) for a, b in json.loads(out.read_text())]
     assert len(spans) == 8
     # Every job had started before any had ended: they ran together.
     assert max(s for s, _ in spans) < min(e for _, e in spans), spans
-    print(f"8 jobs of 5 s each: playbook wall time {wall:.1f} s")
+    print(f"8 jobs of {seconds} s each: playbook wall time {wall:.1f} s")
 
 
 def test_adhoc_background_then_status_and_polled(tmp_path, inventory, env):
-    fired = adhoc("host1", inventory, env, "-B", "60", "-P", "0", "-a", "sleep 2")["host1"]
+    # Over SSH a status lookup takes seconds: the job must still run at the first one.
+    seconds = "2" if CONNECTION == "local" else "8"
+    fired = adhoc("host1", inventory, env, "-B", "60", "-P", "0", "-a", f"sleep {seconds}")["host1"]
     assert fired["started"] and fired["ansible_job_id"]
     jid = fired["ansible_job_id"]
     first = adhoc("host1", inventory, env, "-m", "async_status", "-a", f"jid={jid}")["host1"]
-    assert first["finished"] is False and first["started"] is True
+    assert same(first["finished"], NO) and same(first["started"], YES), first
     deadline = time.monotonic() + 20
     while True:
         st = adhoc("host1", inventory, env, "-m", "async_status", "-a", f"jid={jid}")["host1"]
         if st["finished"] or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert st["finished"] is True and st["rc"] == 0 and st["cmd"] == ["sleep", "2"]
+    assert same(st["finished"], YES) and st["rc"] == 0 and st["cmd"] == ["sleep", seconds]
     polled = adhoc("host1", inventory, env, "-B", "10", "-P", "1", "-a", "echo polled")["host1"]
-    assert polled["finished"] is True and polled["rc"] == 0 and polled["stdout"] == "polled"
+    assert same(polled["finished"], YES) and polled["rc"] == 0 and polled["stdout"] == "polled"
 
 
 def test_a_limit_that_expires(tmp_path, inventory, env):
@@ -202,7 +235,7 @@ def test_junk_around_the_json_and_no_json_at_all(tmp_path, inventory, env):
   ignore_errors: true
 """ + dump("nojson", out), hosts="host1")
     r = json.loads(out.read_text())
-    assert r["failed"] is True and r["finished"] is True
+    assert same(r["failed"], YES) and same(r["finished"], YES), r
     assert "this is not json" in r["data"] and r["stderr"] == "an error\n"
 
 
@@ -309,7 +342,7 @@ def test_interop(tmp_path, inventory, launcher, reader):
     envs = {"builtin": builtin_env(tmp_path), "native": native_env(tmp_path)}
     saved = tmp_path / "jid.txt"
     run_play(tmp_path, inventory, envs[launcher], f"""
-- shell: "sleep 5; echo from-{launcher}; echo warn >&2"
+- shell: "sleep {5 if CONNECTION == 'local' else 12}; echo from-{launcher}; echo warn >&2"
   async: 30
   poll: 0
   register: job
