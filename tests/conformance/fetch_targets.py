@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fetches ansible-core's own async integration targets (our conformance suite)
-from the ansible-core sdist on PyPI, for the ansible-core version installed in
-the running interpreter, into .cache/conformance/<version>/integration/.
+from the ansible-core sdist on PyPI, for a given ansible-core version (the tests
+pass the one under test, conftest.ANSIBLE_VERSION), into
+.cache/conformance/<version>/integration/.
 
 Idempotent: a complete copy is reused. Prints the integration dir."""
 
@@ -21,7 +22,10 @@ def fetch(version):
     if (dest / ".complete").exists():
         return dest
     with tempfile.TemporaryDirectory() as tmp:
+        # Only the sdist's test files are used: the running Python need not be one
+        # that version supports (2.20+ requires 3.12).
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        "--ignore-requires-python", "--disable-pip-version-check",
                         f"ansible-core=={version}", "-d", tmp], check=True)
         (sdist,) = Path(tmp).glob("ansible[-_]core-*.tar.gz")
         with tarfile.open(sdist) as tar:

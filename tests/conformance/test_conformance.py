@@ -13,16 +13,36 @@ import subprocess
 import sys
 
 import pytest
-from ansible.release import __version__ as ANSIBLE_VERSION
 
-from conftest import VENV_BIN, base_env
+from conftest import ANSIBLE_MINOR, ANSIBLE_VERSION, VENV_BIN, base_env, native_active
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fetch_targets import fetch  # noqa: E402
 
 # The least number of tasks each target runs when it passes, so a target that
-# silently did nothing cannot pass.
-MIN_OK = {"async": 45, "async_fail": 3}
+# silently did nothing cannot pass: the targets differ by version (2.19's `async`
+# added a gather_facts parallel/check-mode task, 2.20's `async_fail` a "no job id"
+# case), so the counts are per minor, read off passing runs with the builtin
+# modules. A newer minor than listed gets the newest listed counts.
+MIN_OK_BY_MINOR = {
+    (2, 16): {"async": 44, "async_fail": 3},
+    (2, 17): {"async": 44, "async_fail": 3},
+    (2, 18): {"async": 44, "async_fail": 3},
+    (2, 19): {"async": 45, "async_fail": 3},
+    (2, 21): {"async": 45, "async_fail": 5},
+}
+MIN_OK = MIN_OK_BY_MINOR[max(m for m in MIN_OK_BY_MINOR if m <= ANSIBLE_MINOR)]
+
+
+@pytest.fixture(autouse=True)
+def _wrapper_argv_2_21(request):
+    """ansible-core 2.21 changed the wrapper's command line (`<jid> <limit> <preserve_tmp>
+    <module path> <command...>`); the native async_wrapper only takes the one of 2.10-2.20
+    and fails every launch there: strict xfail until it does."""
+    if native_active() and ANSIBLE_MINOR >= (2, 21):
+        request.applymarker(pytest.mark.xfail(
+            reason="native async_wrapper rejects ansible-core 2.21's wrapper command line "
+                   "(expected 4 or 5 arguments, got 6): a product bug", strict=True))
 
 
 @pytest.fixture(scope="module")
