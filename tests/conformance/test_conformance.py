@@ -34,17 +34,6 @@ MIN_OK_BY_MINOR = {
 MIN_OK = MIN_OK_BY_MINOR[max(m for m in MIN_OK_BY_MINOR if m <= ANSIBLE_MINOR)]
 
 
-@pytest.fixture(autouse=True)
-def _wrapper_argv_2_21(request):
-    """ansible-core 2.21 changed the wrapper's command line (`<jid> <limit> <preserve_tmp>
-    <module path> <command...>`); the native async_wrapper only takes the one of 2.10-2.20
-    and fails every launch there: strict xfail until it does."""
-    if native_active() and ANSIBLE_MINOR >= (2, 21):
-        request.applymarker(pytest.mark.xfail(
-            reason="native async_wrapper rejects ansible-core 2.21's wrapper command line "
-                   "(expected 4 or 5 arguments, got 6): a product bug", strict=True))
-
-
 @pytest.fixture(scope="module")
 def integration():
     return fetch(ANSIBLE_VERSION)

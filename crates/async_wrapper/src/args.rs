@@ -1,5 +1,8 @@
-//! The wrapper's command line, exactly as ansible-core builds it:
-//! `async_wrapper <jid> <time_limit> <module> <args file | _> [-preserve_tmp]`.
+//! The wrapper's command line, exactly as ansible-core builds it. Up to 2.20:
+//! `async_wrapper <jid> <time_limit> <module> <args file | _> [-preserve_tmp]`;
+//! from 2.21: `async_wrapper <jid> <time_limit> <true|false> <module> <command...>`,
+//! where the third word says whether to keep the tmp dir and the command is
+//! the module's whole command line (interpreter, module, args file).
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -20,12 +23,18 @@ pub struct WrapperArgs {
     pub args_file: Option<PathBuf>,
     /// Whether the module's tmp dir must be left in place when the job ends.
     pub preserve_tmp: bool,
+    /// The command to run, when the controller gives it whole (2.21 on);
+    /// before, it is the module through its `#!` line plus the args file.
+    pub command: Option<Vec<OsString>>,
 }
 
 impl WrapperArgs {
     /// Parses and checks the arguments (everything after the program name).
     /// Every refusal says what was wrong and what was expected.
     pub fn parse(argv: &[OsString]) -> Result<Self, String> {
+        if argv.len() >= 5 && matches!(argv[2].to_str(), Some("true" | "false")) {
+            return Self::parse_with_command(argv);
+        }
         let text = |i: usize, what: &str| -> Result<String, String> {
             argv.get(i)
                 .ok_or_else(|| format!("missing {what}; {USAGE}"))?
@@ -46,21 +55,7 @@ impl WrapperArgs {
             ));
         }
         let jid_prefix = text(0, "the job id")?;
-        let limit = text(1, "the time limit")?;
-        let limit_secs = match limit.parse::<i64>() {
-            Ok(0) => None,
-            Ok(n) if n > 0 => Some(n as u64),
-            Ok(n) => {
-                return Err(format!(
-                    "the time limit must be 0 (none) or a positive number of seconds, got {n}"
-                ));
-            }
-            Err(_) => {
-                return Err(format!(
-                    "the time limit must be a whole number of seconds, got {limit:?}"
-                ));
-            }
-        };
+        let limit_secs = parse_limit(&text(1, "the time limit")?)?;
         let module = PathBuf::from(&argv[2]);
         check_module(&module)?;
         let args_file = match text(3, "the args file")?.as_str() {
@@ -93,11 +88,53 @@ impl WrapperArgs {
             module,
             args_file,
             preserve_tmp,
+            command: None,
+        })
+    }
+
+    /// The 2.21 form: `<jid> <limit> <true|false> <module> <command...>`.
+    fn parse_with_command(argv: &[OsString]) -> Result<Self, String> {
+        let jid_prefix = argv[0]
+            .to_str()
+            .ok_or_else(|| format!("the job id is not valid UTF-8; {USAGE}"))?
+            .to_string();
+        let limit = argv[1]
+            .to_str()
+            .ok_or_else(|| format!("the time limit is not valid UTF-8; {USAGE}"))?;
+        let limit_secs = parse_limit(limit)?;
+        let module = PathBuf::from(&argv[3]);
+        std::fs::metadata(&module)
+            .map_err(|e| format!("the module {} cannot be used: {e}", module.display()))?;
+        let mut command: Vec<OsString> = Vec::with_capacity(argv.len() - 4);
+        // The controller passes the module's `#!` interpreter as one word; a
+        // `/usr/bin/env python3` line is two.
+        let first = &argv[4];
+        match first.to_str() {
+            Some(words) if words.contains(' ') && !Path::new(words).exists() => {
+                command.extend(words.split_whitespace().map(OsString::from))
+            }
+            _ => command.push(first.clone()),
+        }
+        command.extend(argv[5..].iter().cloned());
+        Ok(WrapperArgs {
+            jid_prefix,
+            limit_secs,
+            module,
+            args_file: None,
+            preserve_tmp: argv[2] == "true",
+            command: Some(command),
         })
     }
 
     /// The module command as the builtin reports it in results (`cmd`).
     pub fn command_line(&self) -> String {
+        if let Some(cmd) = &self.command {
+            let words: Vec<String> = cmd
+                .iter()
+                .map(|w| w.to_string_lossy().into_owned())
+                .collect();
+            return words.join(" ");
+        }
         match &self.args_file {
             Some(args) => format!("{} {}", self.module.display(), args.display()),
             None => self.module.display().to_string(),
@@ -111,6 +148,19 @@ impl WrapperArgs {
         } else {
             self.module.parent()
         }
+    }
+}
+
+fn parse_limit(limit: &str) -> Result<Option<u64>, String> {
+    match limit.parse::<i64>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n > 0 => Ok(Some(n as u64)),
+        Ok(n) => Err(format!(
+            "the time limit must be 0 (none) or a positive number of seconds, got {n}"
+        )),
+        Err(_) => Err(format!(
+            "the time limit must be a whole number of seconds, got {limit:?}"
+        )),
     }
 }
 
@@ -196,6 +246,31 @@ mod tests {
             a.command_line(),
             format!("{} {}", m.display(), args.display())
         );
+    }
+
+    #[test]
+    fn parses_the_2_21_form_with_the_whole_command() {
+        let tmp = tempfile::Builder::new()
+            .prefix("ansible-tmp-1-2-")
+            .tempdir()
+            .unwrap();
+        let m = module_in(tmp.path());
+        let m = m.to_str().unwrap();
+        let a =
+            WrapperArgs::parse(&argv(&["j7", "30", "false", m, "/usr/bin/python3", m])).unwrap();
+        assert_eq!((a.limit_secs, a.preserve_tmp), (Some(30), false));
+        assert_eq!(a.command, Some(argv(&["/usr/bin/python3", m])));
+        assert_eq!(a.owned_tmp_dir(), Some(tmp.path()));
+        assert_eq!(a.command_line(), format!("/usr/bin/python3 {m}"));
+        let a =
+            WrapperArgs::parse(&argv(&["j7", "0", "true", m, "/usr/bin/env python3", m])).unwrap();
+        assert_eq!(a.command, Some(argv(&["/usr/bin/env", "python3", m])));
+        assert!(a.preserve_tmp && a.limit_secs.is_none());
+        let err = WrapperArgs::parse(&argv(&["j7", "x", "true", m, m])).unwrap_err();
+        assert!(err.contains("whole number of seconds"), "{err}");
+        let err =
+            WrapperArgs::parse(&argv(&["j7", "5", "true", "/nonexistent/m", "sh"])).unwrap_err();
+        assert!(err.contains("cannot be used"), "{err}");
     }
 
     #[test]

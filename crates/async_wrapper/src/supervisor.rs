@@ -286,10 +286,21 @@ fn spawn_module(
     stdout: std::io::Result<File>,
     stderr: std::io::Result<File>,
 ) -> std::io::Result<std::process::Child> {
-    let mut argv = interpreter_of(&args.module);
-    argv.push(args.module.clone().into_os_string());
-    if let Some(a) = &args.args_file {
-        argv.push(a.clone().into_os_string());
+    let argv = match &args.command {
+        Some(command) => command.clone(),
+        None => {
+            let mut argv = interpreter_of(&args.module);
+            argv.push(args.module.clone().into_os_string());
+            if let Some(a) = &args.args_file {
+                argv.push(a.clone().into_os_string());
+            }
+            argv
+        }
+    };
+    if argv.is_empty() {
+        return Err(std::io::Error::other(
+            "the controller gave no command to run",
+        ));
     }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
