@@ -181,30 +181,34 @@ impl AsyncDir {
         })
     }
 
-    /// The job file's bytes; `None` when there is no such job.
-    pub fn read_job(&self, jid: &JobId) -> Result<Option<Vec<u8>>> {
-        let fd = match openat(
+    /// The job file, open for reading without following a symlink; `None`
+    /// when there is no such job.
+    fn open_job(&self, jid: &JobId) -> Result<Option<File>> {
+        match openat(
             &self.fd,
             jid.as_str(),
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => {
-                return Err(Error::Read {
-                    path: self.job_path(jid),
-                    source: e.into(),
-                });
-            }
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(Error::Read {
+                path: self.job_path(jid),
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// The job file's bytes; `None` when there is no such job.
+    pub fn read_job(&self, jid: &JobId) -> Result<Option<Vec<u8>>> {
+        let Some(mut file) = self.open_job(jid)? else {
+            return Ok(None);
         };
         let mut data = Vec::new();
-        File::from(fd)
-            .read_to_end(&mut data)
-            .map_err(|source| Error::Read {
-                path: self.job_path(jid),
-                source,
-            })?;
+        file.read_to_end(&mut data).map_err(|source| Error::Read {
+            path: self.job_path(jid),
+            source,
+        })?;
         Ok(Some(data))
     }
 
@@ -250,20 +254,8 @@ impl AsyncDir {
     /// result ends with the supervisor's meta; the output before may be huge).
     pub fn read_job_tail(&self, jid: &JobId, tail: u64) -> Result<Option<(u64, Vec<u8>)>> {
         use std::io::{Seek, SeekFrom};
-        let fd = match openat(
-            &self.fd,
-            jid.as_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => {
-                return Err(Error::Read {
-                    path: self.job_path(jid),
-                    source: e.into(),
-                });
-            }
+        let Some(mut file) = self.open_job(jid)? else {
+            return Ok(None);
         };
         let read = |f: &mut File| -> io::Result<(u64, Vec<u8>)> {
             let len = f.metadata()?.len();
@@ -272,12 +264,10 @@ impl AsyncDir {
             f.take(tail).read_to_end(&mut data)?;
             Ok((len, data))
         };
-        read(&mut File::from(fd))
-            .map(Some)
-            .map_err(|source| Error::Read {
-                path: self.job_path(jid),
-                source,
-            })
+        read(&mut file).map(Some).map_err(|source| Error::Read {
+            path: self.job_path(jid),
+            source,
+        })
     }
 
     /// Removes the job file and its captured output; `false` when there was no job file.
