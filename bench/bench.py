@@ -279,8 +279,19 @@ def measure_lateness(host, impl, limit):
     return statistics.median(results) * 1000
 
 
-def measure_completion(host, impl):
-    """From a job's end to the status lookup that sees it, with until/delay polling."""
+UNTIL_DELAY_1 = """    - async_status: {jid: "{{ job.ansible_job_id }}"}
+      register: st
+      until: st is finished
+      retries: 30
+      delay: 1
+"""
+NATIVE_WAIT = """    - native.async_jobs.async_status: {jid: "{{ job.ansible_job_id }}", wait: 60}
+      register: st
+"""
+
+
+def measure_completion(host, impl, wait_task=UNTIL_DELAY_1):
+    """From a job's end (its own timestamp) to the controller having its status, waited for by `wait_task`."""
     pb = host.work / "completion.yml"
     pb.write_text("""
 - hosts: h1
@@ -290,46 +301,15 @@ def measure_completion(host, impl):
       async: 60
       poll: 0
       register: job
-    - async_status: {jid: "{{ job.ansible_job_id }}"}
-      register: st
-      until: st is finished
-      retries: 30
-      delay: 1
-    - copy:
+WAIT    - copy:
         content: "{{ st.stdout }} {{ now(utc=true).timestamp() }}"
         dest: "DEST"
-""".replace("DEST", str(host.work / "completion.txt")))
+""".replace("WAIT", wait_task).replace("DEST", str(host.work / "completion.txt")))
     lags = []
     for _ in range(2 if QUICK else 4):
         subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env(impl),
                        capture_output=True, check=True)
         end, seen = map(float, (host.work / "completion.txt").read_text().split())
-        lags.append(seen - end)
-    return statistics.median(lags) * 1000
-
-
-def measure_completion_wait(host):
-    """From a job's end to the controller having its status, with one native `wait` task."""
-    pb = host.work / "completion-wait.yml"
-    pb.write_text("""
-- hosts: h1
-  gather_facts: false
-  tasks:
-    - shell: sleep 2; date +%s.%N
-      async: 60
-      poll: 0
-      register: job
-    - native.async_jobs.async_status: {jid: "{{ job.ansible_job_id }}", wait: 60}
-      register: st
-    - copy:
-        content: "{{ st.stdout }} {{ now(utc=true).timestamp() }}"
-        dest: "DEST"
-""".replace("DEST", str(host.work / "completion-wait.txt")))
-    lags = []
-    for _ in range(2 if QUICK else 4):
-        subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env("native"),
-                       capture_output=True, check=True)
-        end, seen = map(float, (host.work / "completion-wait.txt").read_text().split())
         lags.append(seen - end)
     return statistics.median(lags) * 1000
 
@@ -479,7 +459,7 @@ def main():
     log("5/7 completion lag (until/delay: 1)")
     completion = {i: measure_completion(host, i) for i in IMPLS}
     log(f"    {completion}")
-    completion_wait = measure_completion_wait(host)
+    completion_wait = measure_completion(host, "native", NATIVE_WAIT)
     log(f"    native with wait: {completion_wait:.0f} ms")
     log("6/7 fleet playbook, and the seeds' 8-job pattern")
     fleet = {i: measure_fleet(work, i) for i in IMPLS}
