@@ -36,6 +36,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("refusing the job file {path}: it is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+
     #[error("could not remove the job file {path}: {source}")]
     Remove {
         path: PathBuf,

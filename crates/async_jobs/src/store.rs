@@ -183,20 +183,34 @@ impl AsyncDir {
 
     /// The job file, open for reading without following a symlink; `None`
     /// when there is no such job.
+    ///
+    /// The open never blocks (a FIFO planted as a job file would hang the
+    /// reader) and anything but a regular file is refused before a byte is
+    /// read (a character device like `/dev/zero` would never end).
     fn open_job(&self, jid: &JobId) -> Result<Option<File>> {
-        match openat(
+        let err = |source| Error::Read {
+            path: self.job_path(jid),
+            source,
+        };
+        let fd = match openat(
             &self.fd,
             jid.as_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         ) {
-            Ok(fd) => Ok(Some(File::from(fd))),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(Error::Read {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(err(e.into())),
+        };
+        let st = fstat(&fd).map_err(|e| err(e.into()))?;
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind != libc::S_IFREG {
+            return Err(Error::NotAFile {
                 path: self.job_path(jid),
-                source: e.into(),
-            }),
+                kind: file_kind(kind),
+            });
         }
+        Ok(Some(File::from(fd)))
     }
 
     /// The job file's bytes; `None` when there is no such job.
@@ -347,6 +361,19 @@ impl AsyncDir {
     }
 }
 
+/// A name for a file type from `st_mode`, for messages.
+fn file_kind(kind: libc::mode_t) -> &'static str {
+    match kind {
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFLNK => "a symlink",
+        _ => "not a regular file",
+    }
+}
+
 /// A job file that every reader sees but that a crash could still lose: its
 /// rename is not on disk until [`Unsynced::sync`].
 #[must_use = "a published job file is durable only once synced"]
@@ -456,6 +483,31 @@ mod tests {
         assert!(dir.has_job(&jid));
         assert!(dir.remove_job(&jid).unwrap());
         assert!(secret.exists());
+    }
+
+    #[test]
+    fn a_fifo_or_device_as_a_job_file_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(&tmp.path().join("d")).unwrap();
+        let fifo = JobId::parse("j1.1").unwrap();
+        nix::unistd::mkfifo(&dir.job_path(&fifo), Mode::from_bits_truncate(0o600)).unwrap();
+        let err = dir.read_job(&fifo).unwrap_err().to_string();
+        assert!(err.contains("it is a FIFO, not a regular file"), "{err}");
+        assert!(dir.read_job_tail(&fifo, 10).is_err());
+        // A /dev/zero-like device: only root may make one; elsewhere the FIFO case stands.
+        let dev = JobId::parse("j1.2").unwrap();
+        let zero = nix::sys::stat::makedev(1, 5);
+        if nix::sys::stat::mknod(
+            &dir.job_path(&dev),
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            zero,
+        )
+        .is_ok()
+        {
+            let err = dir.read_job(&dev).unwrap_err().to_string();
+            assert!(err.contains("a character device"), "{err}");
+        }
     }
 
     #[test]
