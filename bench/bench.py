@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-MODULES = ROOT / "ansible_collection" / "plugins" / "modules"
+sys.path.insert(0, str(ROOT / "tests"))  # tests/helpers.py: what the suites and the bench share
+from helpers import MODULES_DIR, PYTHON, VENV_BIN, collections_path, mem_kb, pids_with  # noqa: E402
+
 INSTALLED = ROOT / "ansible_collection" / "installed"  # installed mode's launchers (docs/installed-mode.md)
-PYTHON = "/usr/bin/python3"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPEAT = 7 if QUICK else 15
 IMPLS = ("builtin", "native")
@@ -60,21 +61,11 @@ class Host:
                    ANSIBLE_LOCAL_TEMP=str(self.work / "local-tmp"))
         env.pop("ANSIBLE_LIBRARY", None)
         if impl in ("native", "installed"):
-            env["ANSIBLE_LIBRARY"] = str(MODULES if impl == "native" else INSTALLED)
+            env["ANSIBLE_LIBRARY"] = str(MODULES_DIR if impl == "native" else INSTALLED)
             env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(self.work))
         if keep:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
         return env
-
-
-def collections_path(work):
-    """A collections path where native.async_jobs is this checkout's collection."""
-    colls = work / "collections"
-    link = colls / "ansible_collections" / "native" / "async_jobs"
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(ROOT / "ansible_collection")
-    return colls
 
 
 def exec_lines(output):
@@ -89,7 +80,7 @@ def capture_launch(host, impl, args, limit=60):
     cmd = next(c for c in exec_lines(out) if "ANSIBLE_ASYNC_DIR=" in c)
     words = shlex.split(cmd.replace(" && sleep 0", ""))
     # The wrapper module sent into the task's tmp dir (installed mode's command names its binary first).
-    wrapper = next(w for w in words if "ansible-tmp" in w and (w.endswith("async_wrapper") or w.endswith("async_wrapper.py")))
+    wrapper = next(w for w in words if "ansible-tmp" in w and w.endswith(("async_wrapper", "async_wrapper.py")))
     module = next(w for w in words if "AnsiballZ_" in w)
     jid = re.search(r'"ansible_job_id": "([^"]+)"', out).group(1)
     sent = os.path.getsize(wrapper) + os.path.getsize(module)
@@ -99,7 +90,8 @@ def capture_launch(host, impl, args, limit=60):
 
 def install(host):
     """Installed mode: the collection's install playbook puts the binaries into host.libexec."""
-    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, INSTALLED.parent / "playbooks" / "install.yml"],
+    book = INSTALLED.parent / "playbooks" / "install.yml"
+    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, book],
                    env=host.env("installed"), capture_output=True, check=True)
 
 
@@ -167,25 +159,12 @@ def job_pids(impl, async_dir, jid, wrapper_marker):
         data = json.loads((async_dir / jid).read_text())
         return [data["supervisor"]["pid"]]
     # The builtin: its watcher and its module runner, both Python running async_wrapper.py.
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and cmdline_has(p, wrapper_marker)]
+    return pids_with(wrapper_marker)
 
 
-def cmdline_has(proc, marker):
-    try:
-        return marker in (proc / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-
-
-def mem_kb(pid, field):
-    try:
-        if field == "Pss":
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        else:
-            text = Path(f"/proc/{pid}/status").read_text()
-        return int(re.search(rf"^{field}:\s+(\d+)", text, re.M).group(1))
-    except (OSError, AttributeError):
-        return 0
+def total_kb(pids, field):
+    """The sum of a memory field (mem_kb) over processes; one that is gone counts 0."""
+    return sum(mem_kb(p, field) or 0 for p in pids)
 
 
 def stop_job(impl, async_dir, jid, pids):
@@ -221,11 +200,10 @@ def measure_memory(host, impl):
     stop_captured(host, impl, launch)
     before = set(p.name for p in host.async_dir.iterdir())
     subprocess.run(["/bin/sh", "-c", launch["cmd"]], capture_output=True, check=True)
-    jid = wait_for(lambda: latest_job(host.async_dir, before), 5)
+    jid = wait_for(partial(latest_job, host.async_dir, before), 5)
     time.sleep(0.5)
     pids = job_pids(impl, host.async_dir, jid, launch["wrapper"])
-    rss = sum(mem_kb(p, "VmRSS") for p in pids)
-    pss = sum(mem_kb(p, "Pss") for p in pids)
+    rss, pss = total_kb(pids, "VmRSS"), total_kb(pids, "Pss")
     stop_job(impl, host.async_dir, jid, pids)
     return {"processes": len(pids), "rss_kb": rss, "pss_kb": pss}
 
@@ -243,18 +221,24 @@ def measure_many_native(work, count):
     start = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
         outs = list(pool.map(lambda i: subprocess.run(
-            ["/bin/sh", str(MODULES / "async_wrapper"), f"j{i}", "60", str(mod), "_", "-preserve_tmp"],
+            ["/bin/sh", str(MODULES_DIR / "async_wrapper"), f"j{i}", "60", str(mod), "_", "-preserve_tmp"],
             env=env, capture_output=True, text=True).stdout, range(count)))
     launch_s = time.perf_counter() - start
     jids = [json.loads(o)["ansible_job_id"] for o in outs]
     time.sleep(1)
     pids = [json.loads((async_dir / j).read_text())["supervisor"]["pid"] for j in jids]
-    rss = sum(mem_kb(p, "VmRSS") for p in pids)
-    pss = sum(mem_kb(p, "Pss") for p in pids)
+    rss, pss = total_kb(pids, "VmRSS"), total_kb(pids, "Pss")
     for p in pids:
         os.kill(p, signal.SIGTERM)
     wait_for(lambda: all("started" not in json.loads((async_dir / j).read_text()) for j in jids), 60, 0.2)
     return {"count": count, "rss_kb": rss, "pss_kb": pss, "launch_s": launch_s}
+
+
+def timed_out(path):
+    try:
+        return "Timeout exceeded" in path.read_text()
+    except OSError:
+        return False
 
 
 def measure_lateness(host, impl, limit):
@@ -265,16 +249,8 @@ def measure_lateness(host, impl, limit):
         before = set(p.name for p in host.async_dir.iterdir())
         t0 = time.time()
         subprocess.run(["/bin/sh", "-c", launch["cmd"]], capture_output=True, check=True)
-        jid = wait_for(lambda: latest_job(host.async_dir, before), 5)
-        path = host.async_dir / jid
-
-        def timed_out():
-            try:
-                return "Timeout exceeded" in path.read_text()
-            except OSError:
-                return False
-
-        wait_for(timed_out, limit + 15)
+        jid = wait_for(partial(latest_job, host.async_dir, before), 5)
+        wait_for(partial(timed_out, host.async_dir / jid), limit + 15)
         results.append(time.time() - (t0 + limit))
     return statistics.median(results) * 1000
 
@@ -314,15 +290,19 @@ WAIT    - copy:
     return statistics.median(lags) * 1000
 
 
-SEED_LOOP_WAIT = """
-    - async_status: {jid: "{{ item.ansible_job_id }}"}
-      loop: "{{ fired.results }}"
+def loop_wait(retries, delay):
+    """The seeds' way to wait: an async_status until-loop over the fired jobs."""
+    return f"""
+    - async_status: {{jid: "{{{{ item.ansible_job_id }}}}"}}
+      loop: "{{{{ fired.results }}}}"
       register: waited
       until: waited is finished
-      retries: RETRIES
-      delay: DELAY
+      retries: {retries}
+      delay: {delay}
 """
-SEED_JIDS_WAIT = """
+
+
+JIDS_WAIT = """
     - native.async_jobs.async_status:
         jids: "{{ fired.results | map(attribute='ansible_job_id') | list }}"
         wait: 300
@@ -330,9 +310,12 @@ SEED_JIDS_WAIT = """
 """
 
 
-def run_fired_then_wait(host, impl, items, wait_tasks, name):
-    """Fires one job per item with poll 0 on every host, then waits with `wait_tasks`; returns seconds."""
-    pb = host.work / f"{name}.yml"
+def fired_then_wait(work, name, impl, hosts, items, wait_tasks):
+    """Fires one job per item with poll 0 on each of `hosts` local hosts, then waits with `wait_tasks`
+    (loop_wait or JIDS_WAIT); returns the playbook's seconds."""
+    (work / name).mkdir()
+    host = Host(work / name, hosts=hosts)
+    pb = host.work / "fired.yml"
     pb.write_text(f"""
 - hosts: all
   gather_facts: false
@@ -355,50 +338,16 @@ def run_fired_then_wait(host, impl, items, wait_tasks, name):
 def measure_seed8(work, style):
     """The seeds' pattern: 8 jobs fired in a loop, then waited for; `style` is how (builtin, native until
     loop with the seed's retries 60 / delay 10, or one native jids+wait task)."""
-    d = work / f"seed8-{style}"
-    d.mkdir()
-    host = Host(d, hosts=1)
-    impl, wait = {"builtin": ("builtin", SEED_LOOP_WAIT), "native-until": ("native", SEED_LOOP_WAIT),
-                  "native-wait": ("native", SEED_JIDS_WAIT)}[style]
-    wait = wait.replace("RETRIES", "60").replace("DELAY", "10")
-    return run_fired_then_wait(host, impl, [1, 2, 3, 4, 1, 2, 3, 4], wait, "seed8")
+    impl, wait = {"builtin": ("builtin", loop_wait(60, 10)), "native-until": ("native", loop_wait(60, 10)),
+                  "native-wait": ("native", JIDS_WAIT)}[style]
+    return fired_then_wait(work, f"seed8-{style}", impl, 1, [1, 2, 3, 4, 1, 2, 3, 4], wait)
 
 
-def measure_fleet_wait(work):
-    """The fleet playbook with one native jids+wait task per host instead of the until loops."""
-    d = work / "fleet-native-wait"
-    d.mkdir()
-    host = Host(d, hosts=16)
-    return run_fired_then_wait(host, "native", [1, 2, 3, 4], SEED_JIDS_WAIT, "fleet")
-
-
-def measure_fleet(work, impl):
-    """16 local hosts fire 4 jobs each with poll 0, then wait with async_status loops (the seeds' pattern)."""
-    (work / f"fleet-{impl}").mkdir()
-    host = Host(work / f"fleet-{impl}", hosts=16)
-    pb = host.work / "fleet.yml"
-    pb.write_text("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - shell: "sleep {{ item }}; echo job {{ item }}"
-      async: 120
-      poll: 0
-      loop: [1, 2, 3, 4]
-      register: fired
-    - async_status: {jid: "{{ item.ansible_job_id }}"}
-      loop: "{{ fired.results }}"
-      register: waited
-      until: waited is finished
-      retries: 60
-      delay: 1
-    - assert:
-        that: "waited.results | map(attribute='rc') | list == [0, 0, 0, 0]"
-""")
-    start = time.perf_counter()
-    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env(impl),
-                   capture_output=True, check=True)
-    return time.perf_counter() - start
+def measure_fleet(work, impl, wait="until"):
+    """16 local hosts fire 4 jobs each with poll 0, then wait with async_status loops (the seeds' pattern,
+    retries 60 / delay 1), or with `wait="jids"` one native jids+wait task per host instead."""
+    wait_tasks = loop_wait(60, 1) if wait == "until" else JIDS_WAIT
+    return fired_then_wait(work, f"fleet-{impl}-{wait}", impl, 16, [1, 2, 3, 4], wait_tasks)
 
 
 def ratio(builtin, native, higher_is_better=False):
@@ -416,13 +365,14 @@ def chart(rows, path):
     names = [r["name"] for r in rows][::-1]
     values = [r["ratio"] for r in rows][::-1]
     goals = [r.get("goal_ratio") for r in rows][::-1]
-    bars = ax.barh(names, values, color=["#2e7d32" if (g is None or v >= g) else "#c62828" for v, g in zip(values, goals)])
+    colors = ["#2e7d32" if (g is None or v >= g) else "#c62828" for v, g in zip(values, goals, strict=True)]
+    bars = ax.barh(names, values, color=colors)
     for i, g in enumerate(goals):
         if g:
             ax.plot([g, g], [i - 0.4, i + 0.4], color="black", linewidth=1.5)
     ax.set_xscale("log")
     ax.set_xlabel("builtin / native (higher is better; black tick: goal)")
-    for bar, v in zip(bars, values):
+    for bar, v in zip(bars, values, strict=True):
         ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{v:.1f}x", va="center", fontsize=8)
     ax.set_title("native async modules against ansible-core's builtin, same machine, same run")
     fig.tight_layout()
@@ -463,19 +413,24 @@ def main():
     log(f"    native with wait: {completion_wait:.0f} ms")
     log("6/7 fleet playbook, and the seeds' 8-job pattern")
     fleet = {i: measure_fleet(work, i) for i in IMPLS}
-    fleet_wait = measure_fleet_wait(work)
+    fleet_wait = measure_fleet(work, "native", wait="jids")
     log(f"    {fleet}, native jids+wait: {fleet_wait:.1f} s")
     seed8 = {style: measure_seed8(work, style) for style in ("builtin", "native-until", "native-wait")}
     log(f"    seed 8-job pattern: {seed8}")
     log("7/7 sizes")
     sizes = {"async_wrapper module": caps["native"]["wrapper_bytes"],
-             "async_status module": (MODULES / "async_status").stat().st_size}
+             "async_status module": (MODULES_DIR / "async_status").stat().st_size}
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}"
-    mb = lambda kb: f"{kb / 1024:.1f} MB"
+
+    def mb(kb):
+        return f"{kb / 1024:.1f} MB"
+
     rows = [
-        dict(name="launch (ms)", b=launch["builtin"], n=launch["native"], fmt="{:.1f}", goal="50x faster", goal_ratio=50),
-        dict(name="status lookup (ms)", b=status["builtin"], n=status["native"], fmt="{:.1f}", goal="50x faster", goal_ratio=50),
+        dict(name="launch (ms)", b=launch["builtin"], n=launch["native"], fmt="{:.1f}", goal="50x faster",
+             goal_ratio=50),
+        dict(name="status lookup (ms)", b=status["builtin"], n=status["native"], fmt="{:.1f}", goal="50x faster",
+             goal_ratio=50),
         dict(name="memory per running job, RSS", b=memory["builtin"]["rss_kb"], n=memory["native"]["rss_kb"], fmt=mb,
              goal="40x less", goal_ratio=40),
         dict(name="memory per running job, PSS", b=memory["builtin"]["pss_kb"], n=memory["native"]["pss_kb"], fmt=mb,
@@ -542,7 +497,7 @@ def main():
         f"{many['launch_s']:.1f} s from 32 threads. The builtin would hold about "
         f"{memory['builtin']['rss_kb'] * many['count'] / 1024 / 1024:.1f} GB RSS for as many "
         f"({memory['builtin']['processes']} Python processes a job, measured above, times {many['count']}).",
-        f"- Shipped sizes: " + ", ".join(f"{k} {v:,} bytes" for k, v in sizes.items()) + ". The zero-setup "
+        "- Shipped sizes: " + ", ".join(f"{k} {v:,} bytes" for k, v in sizes.items()) + ". The zero-setup "
         "async_wrapper carries its binary, so it sends more bytes per task than the builtin; the first task of a "
         "user unpacks it once and later launches only exec it.",
         "- Lateness: from the launch request plus the limit to the timeout result being visible in the job file. "

@@ -10,31 +10,25 @@ NATIVE_ASYNC_CONNECTION=ssh runs the same tests over real OpenSSH: the session
 starts an sshd of its own on 127.0.0.1 (tests/sshd.py; tools/test-deps.sh
 installs it) and every host of write_inventory logs in there as root with
 ansible's default ssh args; NATIVE_ASYNC_PIPELINING=1 turns pipelining on.
+
+The plain functions the suites share (running a play or an ad-hoc command and
+reading back its results, job files, processes) are in helpers.py.
 """
 
-import json
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(os.environ.get("NATIVE_ASYNC_VENV", ROOT / ".venv")).absolute() / "bin"
-MODULES_DIR = ROOT / "ansible_collection" / "plugins" / "modules"
+from helpers import MODULES_DIR, PYTHON, VENV_BIN, ansible_minor, ansible_version, collections_path
+
 IMPL = os.environ.get("ASYNC_IMPL", "native")
-PYTHON = "/usr/bin/python3"
 CONNECTION = os.environ.get("NATIVE_ASYNC_CONNECTION", "local")
 PIPELINING = os.environ.get("NATIVE_ASYNC_PIPELINING", "0") not in ("", "0", "false", "False", "no")
 _SSHD = []  # the session's sshd, when CONNECTION is ssh (the `_connection` fixture)
 # The ansible-core under test (the one in NATIVE_ASYNC_VENV, not necessarily pytest's own),
 # e.g. "2.16.19", and as a tuple (2, 16) for version-dependent expectations.
-ANSIBLE_VERSION = subprocess.run(
-    [str(VENV_BIN / "python"), "-c", "from ansible.release import __version__; print(__version__)"],
-    capture_output=True, text=True, check=True).stdout.strip()
-ANSIBLE_MINOR = tuple(int(p) for p in ANSIBLE_VERSION.split(".")[:2])
+ANSIBLE_VERSION = ansible_version()
+ANSIBLE_MINOR = ansible_minor()
 
 
 def native_active():
@@ -128,31 +122,7 @@ def env(tmp_path):
     return base_env(tmp_path)
 
 
-def run(cmd, env, timeout=300, check=True, cwd=None):
-    """Run a command, echoing its output on failure so a red test explains itself."""
-    proc = subprocess.run(
-        [str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-20000:])
-        sys.stderr.write(proc.stderr[-20000:])
-        raise AssertionError(f"{cmd[0]} exited {proc.returncode}")
-    return proc
-
-
-def playbook(path, inventory, env, *args, check=True, timeout=300):
-    return run([VENV_BIN / "ansible-playbook", "-i", inventory, path, *args], env, timeout, check)
-
-
-def adhoc(pattern, inventory, env, *args, check=True, timeout=300):
-    """Run `ansible` and return the parsed result per host, from the minimal
-    callback's `host | STATUS => {json}` blocks (the json callback lives in
-    ansible.posix since 2.19, which is not installed)."""
-    env = dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="minimal")
-    proc = run([VENV_BIN / "ansible", pattern, "-i", inventory, *args], env, timeout, check)
-    decoder = json.JSONDecoder()
-    results = {}
-    for m in re.finditer(r"^(\S+) \| [A-Z!]+ => ", proc.stdout, re.M):
-        results[m.group(1)], _ = decoder.raw_decode(proc.stdout, m.end())
-    assert results, f"no result in: {proc.stdout[-2000:]}"
-    return results
+@pytest.fixture
+def collection_env(tmp_path):
+    """`env`, with this checkout's collection importable as native.async_jobs."""
+    return dict(base_env(tmp_path), ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)))

@@ -5,13 +5,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from ansible.executor import module_common
 
-from conftest import MODULES_DIR, ROOT, VENV_BIN, base_env, run, write_inventory, playbook
+from conftest import base_env, write_inventory
+from helpers import MODULES_DIR, ROOT, VENV_BIN, playbook, run
 
 WRAPPER = MODULES_DIR / "async_wrapper"
 STATUS = MODULES_DIR / "async_status"

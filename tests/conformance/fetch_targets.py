@@ -6,7 +6,6 @@ pass the one under test, conftest.ANSIBLE_VERSION), into
 
 Idempotent: a complete copy is reused. Prints the integration dir."""
 
-import io
 import subprocess
 import sys
 import tarfile

@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from conftest import ANSIBLE_MINOR, ANSIBLE_VERSION, VENV_BIN, base_env, native_active
+from conftest import ANSIBLE_MINOR, ANSIBLE_VERSION, base_env
+from helpers import VENV_BIN
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fetch_targets import fetch  # noqa: E402

@@ -9,14 +9,14 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import MODULES_DIR, PYTHON, ROOT, VENV_BIN, base_env, run
+from conftest import base_env
+from helpers import MODULES_DIR, PYTHON, ROOT, VENV_BIN, adhoc, collections_path, dump, play, playbook, run, write_play
 
 pytestmark = pytest.mark.skipif(os.environ.get("ASYNC_IMPL", "native") != "native",
                                 reason="installed mode is the native modules'")
@@ -31,13 +31,6 @@ RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+f
 def wrapper_binary():
     """The native binary inside the zero-setup async_wrapper module (after its 1 KiB launcher)."""
     return (MODULES_DIR / "async_wrapper").read_bytes()[1024:]
-
-
-def collections_path(tmp_path):
-    colls = tmp_path / "collections"
-    (colls / "ansible_collections" / "native").mkdir(parents=True)
-    (colls / "ansible_collections" / "native" / "async_jobs").symlink_to(COLLECTION)
-    return colls
 
 
 def make_env(tmp_path, library=INSTALLED):
@@ -71,8 +64,8 @@ def recap(stdout):
                          "failed": int(m.group(5))} for m in RECAP.finditer(stdout)}
 
 
-def install(inv, env, *args, playbook=INSTALL_PB, check=True):
-    proc = run([VENV_BIN / "ansible-playbook", "-i", inv, playbook, *args], env, timeout=180, check=check)
+def install(inv, env, *args, book=INSTALL_PB, check=True):
+    proc = playbook(book, inv, env, *args, check=check, timeout=180)
     return recap(proc.stdout), proc
 
 
@@ -81,23 +74,9 @@ def exec_commands(output):
     return re.findall(r"^<(\S+)> EXEC /bin/sh -c (.*)$", output, re.M)
 
 
-def minimal_results(proc):
-    """`host | STATUS => {json}` blocks of the minimal callback; `_status` is the STATUS."""
-    decoder = json.JSONDecoder()
-    out = {}
-    for m in re.finditer(r"^(\S+) \| ([A-Z!]+) => ", proc.stdout, re.M):
-        out[m.group(1)], _ = decoder.raw_decode(proc.stdout, m.end())
-        out[m.group(1)]["_status"] = m.group(2)
-    return out
-
-
-def adhoc(pattern, inv, env, *args, check=True, timeout=120):
-    env = dict(env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="minimal")
-    return run([VENV_BIN / "ansible", pattern, "-i", inv, *args], env, timeout, check)
-
-
 def assert_installed(lib, owner_uid=0):
-    for name, expected in (("async_wrapper", wrapper_binary()), ("async_status", (MODULES_DIR / "async_status").read_bytes())):
+    built = {"async_wrapper": wrapper_binary(), "async_status": (MODULES_DIR / "async_status").read_bytes()}
+    for name, expected in built.items():
         st = (lib / name).stat()
         assert stat.S_IMODE(st.st_mode) == 0o755, name
         assert st.st_uid == owner_uid, name
@@ -124,32 +103,23 @@ def test_install_poll0_status_and_cleanup(tmp_path):
     assert first["h1"]["failed"] == 0 and first["h1"]["changed"] == 2  # two binaries (and their dir)
     assert_installed(lib)
 
-    out = tmp_path / "out.json"
-    pb = tmp_path / "pb.yml"
-    pb.write_text(f"""
-- hosts: h1
-  gather_facts: false
-  tasks:
-    - shell: echo "from $0"; echo to-stderr >&2
-      async: 30
-      poll: 0
-      register: job
-    - async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
-      register: st
-      until: st is finished
-      retries: 40
-      delay: 0.25
-    - native.async_jobs.async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
-      vars: {{native_async_installed: true}}
-      register: fq
-    - async_status: {{jid: "{{{{ job.ansible_job_id }}}}", mode: cleanup}}
-      register: cl
-    - copy:
-        dest: {out}
-        content: "{{{{ {{'job': job, 'st': st, 'fq': fq, 'cl': cl}} | to_json }}}}"
-""")
-    proc = run([VENV_BIN / "ansible-playbook", "-i", inv, pb, "-vvv"], env, timeout=120)
-    res = json.loads(out.read_text())
+    proc, v = play(tmp_path, inv, env, """
+- shell: echo "from $0"; echo to-stderr >&2
+  async: 30
+  poll: 0
+  register: job
+- async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 40
+  delay: 0.25
+- native.async_jobs.async_status: {jid: "{{ job.ansible_job_id }}"}
+  vars: {native_async_installed: true}
+  register: fq
+- async_status: {jid: "{{ job.ansible_job_id }}", mode: cleanup}
+  register: cl
+""" + dump("{'job': job, 'st': st, 'fq': fq, 'cl': cl}", "res"), "-vvv", hosts="h1", timeout=120)
+    res = v["res"]
     assert res["job"]["started"] is True and res["job"]["finished"] is False
     assert re.fullmatch(r"j\d+\.\d+", res["job"]["ansible_job_id"])
     for key in ("st", "fq"):
@@ -173,9 +143,8 @@ def test_adhoc_B_P(tmp_path):
     env = make_env(tmp_path)
     install(inv, env)
     start = time.monotonic()
-    proc = adhoc("all", inv, env, "-B", "10", "-P", "1", "-m", "shell", "-a", "echo hi-$((6*7))")
+    res = adhoc("all", inv, env, "-B", "10", "-P", "1", "-m", "shell", "-a", "echo hi-$((6*7))")
     took = time.monotonic() - start
-    res = minimal_results(proc)
     assert set(res) == {"h1", "h2"}
     for r in res.values():
         assert r["finished"] is True and r["rc"] == 0 and r["stdout"] == "hi-42", r
@@ -190,28 +159,21 @@ def test_time_limit(tmp_path):
     inv = inventory(tmp_path, host_line("h1", async_dir, lib))
     env = make_env(tmp_path)
     install(inv, env)
-    out = tmp_path / "out.json"
-    pb = tmp_path / "pb.yml"
-    pb.write_text(f"""
-- hosts: h1
-  gather_facts: false
-  tasks:
-    - shell: sleep 30
-      async: 2
-      poll: 0
-      register: job
-    - async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
-      register: st
-      until: st is finished
-      retries: 40
-      delay: 0.5
-      ignore_errors: true
-    - copy: {{dest: {out}, content: "{{{{ st | to_json }}}}"}}
-""")
     start = time.monotonic()
-    run([VENV_BIN / "ansible-playbook", "-i", inv, pb], env, timeout=120)
+    _, v = play(tmp_path, inv, env, """
+- shell: sleep 30
+  async: 2
+  poll: 0
+  register: job
+- async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 40
+  delay: 0.5
+  ignore_errors: true
+""" + dump("st"), hosts="h1", timeout=120)
     took = time.monotonic() - start
-    st = json.loads(out.read_text())
+    st = v["st"]
     assert st["finished"] is True and st["failed"] is True and st["msg"] == "Timeout exceeded", st
     # The job's process is gone when the timeout is reported.
     assert not Path(f"/proc/{st['child_pid']}").exists() or \
@@ -234,10 +196,10 @@ def test_install_is_idempotent_and_repairs(tmp_path):
     for name in ("installed/async_wrapper", "installed/async_status", "playbooks/install.yml"):
         assert (shipped / name).read_bytes() == (COLLECTION / name).read_bytes(), name
     galaxy_env = dict(env, ANSIBLE_COLLECTIONS_PATH=str(colls), ANSIBLE_LIBRARY=str(shipped / "installed"))
-    second, proc = install(inv, galaxy_env, playbook="native.async_jobs.install")
+    second, proc = install(inv, galaxy_env, book="native.async_jobs.install")
     assert second["h1"] == {"ok": second["h1"]["ok"], "changed": 0, "unreachable": 0, "failed": 0}, proc.stdout
     assert_installed(lib)
-    r = minimal_results(adhoc("h1", inv, galaxy_env, "-B", "10", "-P", "1", "-a", "echo shipped"))["h1"]
+    r = adhoc("h1", inv, galaxy_env, "-B", "10", "-P", "1", "-a", "echo shipped")["h1"]
     assert r["finished"] is True and r["stdout"] == "shipped", r
     # A binary that differs is replaced, and only that one.
     with open(lib / "async_status", "ab") as f:
@@ -254,13 +216,13 @@ def test_missing_binaries_fail_clearly(tmp_path):
     inv = inventory(tmp_path, host_line("h1", tmp_path / "async", empty))
     env = make_env(tmp_path)
     start = time.monotonic()
-    proc = adhoc("h1", inv, env, "-B", "30", "-P", "1", "-a", "echo hi", check=False)
-    r = minimal_results(proc)["h1"]
-    assert proc.returncode != 0 and r["_status"] == "FAILED!", proc.stdout
+    res = adhoc("h1", inv, env, "-B", "30", "-P", "1", "-a", "echo hi", check=False)
+    r = res["h1"]
+    assert res.proc.returncode != 0 and res.status["h1"] == "FAILED!", res.proc.stdout
     assert r["rc"] == 127 and f"{empty}/async_wrapper" in r["module_stderr"], r
-    proc = adhoc("h1", inv, env, "-m", "async_status", "-a", "jid=j1.1", check=False)
-    r = minimal_results(proc)["h1"]
-    assert proc.returncode != 0 and r["_status"] == "FAILED!", proc.stdout
+    res = adhoc("h1", inv, env, "-m", "async_status", "-a", "jid=j1.1", check=False)
+    r = res["h1"]
+    assert res.proc.returncode != 0 and res.status["h1"] == "FAILED!", res.proc.stdout
     assert r["rc"] == 127 and f"{empty}/async_status" in r["msg"], r
     assert time.monotonic() - start < 30  # not a wait for the 30 s limit
 
@@ -288,8 +250,7 @@ def test_unprivileged_user_installs_into_own_dir(tmp_path):
         first, _ = install(inv, env)
         assert first["h1"]["failed"] == 0
         assert_installed(lib, owner_uid=uid)
-        proc = adhoc("h1", inv, env, "-B", "10", "-P", "1", "-m", "shell", "-a", "id -un")
-        r = minimal_results(proc)["h1"]
+        r = adhoc("h1", inv, env, "-B", "10", "-P", "1", "-m", "shell", "-a", "id -un")["h1"]
         assert r["finished"] is True and r["stdout"] == user, r
         # The job ran as the user, in the user's async dir (-P cleans its file up).
         assert Path(r["results_file"]).parent == own / "async" and (own / "async").stat().st_uid == uid, r
@@ -311,35 +272,27 @@ def test_mixed_inventory(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    fire = tmp_path / "fire.yml"
-    fire.write_text(f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - shell: echo "job on {{{{ inventory_hostname }}}}"
-      async: 30
-      poll: 0
-      register: job
-    - copy: {{dest: "{out}/{{{{ inventory_hostname }}}}.jid", content: "{{{{ job.ansible_job_id }}}}"}}
+    fire = write_play(tmp_path / "fire.yml", f"""
+- shell: echo "job on {{{{ inventory_hostname }}}}"
+  async: 30
+  poll: 0
+  register: job
+- copy: {{dest: "{out}/{{{{ inventory_hostname }}}}.jid", content: "{{{{ job.ansible_job_id }}}}"}}
 """)
-    run([VENV_BIN / "ansible-playbook", "-i", inv, fire, "-l", "zero"], zero_env)
-    run([VENV_BIN / "ansible-playbook", "-i", inv, fire, "-l", "inst"], installed_env)
+    playbook(fire, inv, zero_env, "-l", "zero")
+    playbook(fire, inv, installed_env, "-l", "inst")
     assert (tmp_path / "cache" / "native_async_jobs").is_dir()  # the zero-setup host unpacked its binary
 
-    wait = tmp_path / "wait.yml"
-    wait.write_text(f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - native.async_jobs.async_status:
-        jid: "{{{{ lookup('file', '{out}/' ~ inventory_hostname ~ '.jid') }}}}"
-      register: st
-      until: st is finished
-      retries: 40
-      delay: 0.25
-    - copy: {{dest: "{out}/{{{{ inventory_hostname }}}}.json", content: "{{{{ st | to_json }}}}"}}
+    wait = write_play(tmp_path / "wait.yml", f"""
+- native.async_jobs.async_status:
+    jid: "{{{{ lookup('file', '{out}/' ~ inventory_hostname ~ '.jid') }}}}"
+  register: st
+  until: st is finished
+  retries: 40
+  delay: 0.25
+- copy: {{dest: "{out}/{{{{ inventory_hostname }}}}.json", content: "{{{{ st | to_json }}}}"}}
 """)
-    proc = run([VENV_BIN / "ansible-playbook", "-i", inv, wait, "-vvv"], installed_env)
+    proc = playbook(wait, inv, installed_env, "-vvv")
     for host in ("zero", "inst"):
         st = json.loads((out / f"{host}.json").read_text())
         assert st["finished"] is True and st["stdout"] == f"job on {host}", st
@@ -354,8 +307,7 @@ def test_mixed_inventory(tmp_path):
     # In the installed run, a launch on the host with nothing installed fails at once and clearly.
     if Path(DEFAULT_DIR).exists():
         return
-    proc = adhoc("all", inv, installed_env, "-B", "30", "-P", "1", "-a", "echo both", check=False)
-    res = minimal_results(proc)
+    res = adhoc("all", inv, installed_env, "-B", "30", "-P", "1", "-a", "echo both", check=False)
     assert res["inst"]["finished"] is True and res["inst"]["stdout"] == "both", res["inst"]
-    assert res["zero"]["_status"] == "FAILED!" and res["zero"]["rc"] == 127, res["zero"]
+    assert res.status["zero"] == "FAILED!" and res["zero"]["rc"] == 127, res["zero"]
     assert f"{DEFAULT_DIR}/async_wrapper" in res["zero"]["module_stderr"]

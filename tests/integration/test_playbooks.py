@@ -2,18 +2,16 @@
 ansible-core on four local hosts with the native modules active (ASYNC_IMPL=builtin
 runs the same against ansible-core's own modules)."""
 
-import json
 import os
-import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ANSIBLE_MINOR, CONNECTION, IMPL, adhoc, base_env, native_active, playbook, write_inventory
+from conftest import ANSIBLE_MINOR, CONNECTION, base_env, native_active, write_inventory
+from helpers import MODULES_DIR, adhoc, dump, job_files, pids_with, play
 
-HERE = Path(__file__).resolve().parent
+LIBRARY = Path(__file__).resolve().parent / "library"  # the test modules junky and nojson
 # Before 2.19 ansible-core passes the builtin modules' 0/1 for `started`/`finished`
 # (and the builtin wrapper's `failed: 1`) through as they are; 2.19's async_status
 # action forces booleans. The native modules answer booleans on every version.
@@ -25,37 +23,8 @@ def same(value, expected):
     return value == expected and type(value) is type(expected)
 
 
-def run_play(tmp_path, inventory, env, tasks, *args, hosts="all", extra_play="", check=True):
-    """Runs one play (tasks as YAML text) from a dir with our test modules in library/."""
-    pb_dir = tmp_path / "pb"
-    if not pb_dir.exists():
-        shutil.copytree(HERE / "library", pb_dir / "library")
-    pb = pb_dir / f"play{time.monotonic_ns()}.yml"
-    if ANSIBLE_MINOR < (2, 17):
-        # `delay` is an int before 2.17 (a float since): 0.5 would become 0 and an
-        # until-loop would spend its retries at once; poll every second instead.
-        tasks = tasks.replace("delay: 0.5", "delay: 1")
-    pb.write_text(f"- hosts: {hosts}\n  gather_facts: false\n{extra_play}  tasks:\n" +
-                  "\n".join("    " + line for line in tasks.strip("\n").splitlines()) + "\n")
-    return playbook(pb, inventory, env, *args, check=check)
-
-
-def dump(var, path):
-    """A task that writes a registered variable as JSON, for the test to read."""
-    return f"""- copy:
-    content: "{{{{ {var} | to_json }}}}"
-    dest: "{path}"
-  delegate_to: localhost
-  run_once: true
-"""
-
-
-def job_files(async_dir):
-    return sorted(p.name for p in async_dir.iterdir() if not p.name.startswith(".")) if async_dir.exists() else []
-
-
 def test_fire_then_wait_with_until_then_cleanup(tmp_path, inventory, env, async_dir):
-    run_play(tmp_path, inventory, env, """
+    play(tmp_path, inventory, env, """
 - shell: "echo out-{{ inventory_hostname }}; echo err >&2; sleep 1"
   async: 30
   poll: 0
@@ -88,7 +57,7 @@ def test_fire_then_wait_with_until_then_cleanup(tmp_path, inventory, env, async_
 
 
 def test_poll_n_waits_and_cleans_up(tmp_path, inventory, env, async_dir):
-    run_play(tmp_path, inventory, env, """
+    play(tmp_path, inventory, env, """
 - command: echo polled
   async: 20
   poll: 1
@@ -100,11 +69,10 @@ def test_poll_n_waits_and_cleans_up(tmp_path, inventory, env, async_dir):
 
 def test_a_loop_of_8_jobs_runs_at_once(tmp_path, env, async_dir):
     inv = write_inventory(tmp_path / "one", ["h1"], ansible_async_dir=async_dir)
-    out = tmp_path / "waited.json"
     # Launching one job over SSH without pipelining takes ~0.7 s: 8 take longer than 5 s.
     seconds = 5 if CONNECTION == "local" else 12
     start = time.monotonic()
-    run_play(tmp_path, inv, env, """
+    _, v = play(tmp_path, inv, env, """
 - shell: "date +%s.%N; sleep {{ job_seconds }}; date +%s.%N"
   async: 60
   poll: 0
@@ -116,9 +84,9 @@ def test_a_loop_of_8_jobs_runs_at_once(tmp_path, env, async_dir):
   until: waited is finished
   retries: 60
   delay: 0.5
-""" + dump("waited.results | map(attribute='stdout_lines') | list", out), "-e", f"job_seconds={seconds}")
+""" + dump("waited.results | map(attribute='stdout_lines') | list", "spans"), "-e", f"job_seconds={seconds}")
     wall = time.monotonic() - start
-    spans = [(float(a), float(b)) for a, b in json.loads(out.read_text())]
+    spans = [(float(a), float(b)) for a, b in v["spans"]]
     assert len(spans) == 8
     # Every job had started before any had ended: they ran together.
     assert max(s for s, _ in spans) < min(e for _, e in spans), spans
@@ -147,7 +115,7 @@ def test_adhoc_background_then_status_and_polled(tmp_path, inventory, env):
 def test_a_limit_that_expires(tmp_path, inventory, env):
     marker = f"100.{os.getpid() % 1000}{time.monotonic_ns() % 1000}"
     try:
-        run_play(tmp_path, inventory, env, f"""
+        play(tmp_path, inventory, env, f"""
 - command: sleep {marker}
   async: 3
   poll: 0
@@ -177,26 +145,18 @@ def test_a_limit_that_expires(tmp_path, inventory, env):
             grace = 5.3 if ANSIBLE_MINOR >= (2, 18) else 10.3
         deadline = time.monotonic() + grace
         while True:
-            left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and f"sleep {marker}" in _cmdline(p)]
+            left = pids_with(f"sleep {marker}")
             if not left or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
         assert left == [], "the limit stopped the job's process"
     finally:
-        for p in Path("/proc").iterdir():
-            if p.name.isdigit() and f"sleep {marker}" in _cmdline(p):
-                os.kill(int(p.name), 9)
-
-
-def _cmdline(p):
-    try:
-        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+        for pid in pids_with(f"sleep {marker}"):
+            os.kill(pid, 9)
 
 
 def test_a_failing_command_keeps_rc_stdout_stderr(tmp_path, inventory, env):
-    run_play(tmp_path, inventory, env, """
+    play(tmp_path, inventory, env, """
 - shell: "echo out; echo err >&2; exit 3"
   async: 20
   poll: 0
@@ -213,8 +173,7 @@ def test_a_failing_command_keeps_rc_stdout_stderr(tmp_path, inventory, env):
 
 
 def test_junk_around_the_json_and_no_json_at_all(tmp_path, inventory, env):
-    out = tmp_path / "r.json"
-    run_play(tmp_path, inventory, env, """
+    _, v = play(tmp_path, inventory, env, """
 - junky:
   async: 20
   poll: 1
@@ -222,14 +181,15 @@ def test_junk_around_the_json_and_no_json_at_all(tmp_path, inventory, env):
 - assert:
     that:
       - junk.junky
-      - "junk.warnings | select('search', 'Module invocation had junk after the JSON data: trailing junk') | list | length == 1"
+      - "junk.warnings | select('search', 'Module invocation had junk after the JSON data: trailing junk')
+         | list | length == 1"
 - nojson:
   async: 20
   poll: 1
   register: nojson
   ignore_errors: true
-""" + dump("nojson", out), hosts="host1")
-    r = json.loads(out.read_text())
+""" + dump("nojson"), hosts="host1", library=LIBRARY)
+    r = v["nojson"]
     assert same(r["failed"], YES) and same(r["finished"], YES), r
     assert "this is not json" in r["data"] and r["stderr"] == "an error\n"
 
@@ -237,7 +197,7 @@ def test_junk_around_the_json_and_no_json_at_all(tmp_path, inventory, env):
 def test_a_custom_async_dir(tmp_path, env):
     custom = tmp_path / "custom-async"
     inv = write_inventory(tmp_path / "one", ["h1"])
-    run_play(tmp_path, inv, env, f"""
+    play(tmp_path, inv, env, f"""
 - command: echo moo
   async: 20
   poll: 0
@@ -275,7 +235,7 @@ def test_status_in_check_mode_reports_the_real_status(tmp_path, inventory, env):
   retries: 20
   delay: 0.5
 - assert: {that: [st.stdout == 'checked', st.finished]}"""
-    run_play(tmp_path, inventory, env, """
+    play(tmp_path, inventory, env, """
 - command: echo checked
   async: 20
   poll: 0
@@ -291,7 +251,7 @@ def test_status_in_check_mode_reports_the_real_status(tmp_path, inventory, env):
 def test_throttle_and_free_strategy(tmp_path, inventory, env, style):
     extra = "  strategy: free\n" if style == "free" else ""
     throttle = "  throttle: 2\n" if style == "throttle" else ""
-    run_play(tmp_path, inventory, env, f"""
+    play(tmp_path, inventory, env, f"""
 - shell: "sleep 1; echo {{{{ inventory_hostname }}}}"
   async: 30
   poll: 0
@@ -302,12 +262,12 @@ def test_throttle_and_free_strategy(tmp_path, inventory, env, style):
   retries: 30
   delay: 0.5
 {throttle}- assert: {{that: ["st.stdout == inventory_hostname", st.rc == 0]}}
-""", extra_play=extra)
+""", play_extra=extra)
 
 
 def test_a_job_outlives_its_playbook(tmp_path, inventory, env):
     saved = tmp_path / "jid.txt"
-    run_play(tmp_path, inventory, env, f"""
+    play(tmp_path, inventory, env, f"""
 - command: sleep 2
   async: 30
   poll: 0
@@ -315,7 +275,7 @@ def test_a_job_outlives_its_playbook(tmp_path, inventory, env):
 - copy: {{content: "{{{{ job.ansible_job_id }}}}", dest: "{saved}"}}
 """, hosts="host1")
     jid = saved.read_text()
-    run_play(tmp_path, inventory, env, f"""
+    play(tmp_path, inventory, env, f"""
 - async_status: {{jid: "{jid}"}}
   register: st
   until: st is finished
@@ -334,15 +294,15 @@ def builtin_env(tmp_path):
 
 
 def native_env(tmp_path):
-    return base_env(tmp_path, library=Path(__file__).resolve().parents[2] / "ansible_collection/plugins/modules")
+    return base_env(tmp_path, library=MODULES_DIR)
 
 
 @pytest.mark.skipif(not native_active(), reason="interop needs the native modules")
-@pytest.mark.parametrize("launcher,reader", [("builtin", "native"), ("native", "builtin")])
+@pytest.mark.parametrize(("launcher", "reader"), [("builtin", "native"), ("native", "builtin")])
 def test_interop(tmp_path, inventory, launcher, reader):
     envs = {"builtin": builtin_env(tmp_path), "native": native_env(tmp_path)}
     saved = tmp_path / "jid.txt"
-    run_play(tmp_path, inventory, envs[launcher], f"""
+    play(tmp_path, inventory, envs[launcher], f"""
 - shell: "sleep {5 if CONNECTION == 'local' else 12}; echo from-{launcher}; echo warn >&2"
   async: 30
   poll: 0
@@ -350,7 +310,7 @@ def test_interop(tmp_path, inventory, launcher, reader):
 - copy: {{content: "{{{{ job.ansible_job_id }}}}", dest: "{saved}"}}
 """, hosts="host1")
     jid = saved.read_text()
-    run_play(tmp_path, inventory, envs[reader], f"""
+    play(tmp_path, inventory, envs[reader], f"""
 - async_status: {{jid: "{jid}"}}
   register: running
 - assert: {{that: [running.started, not running.finished]}}
@@ -399,11 +359,11 @@ def test_results_match_the_builtin(tmp_path, inventory):
 """
     results = {}
     for impl, env in (("builtin", builtin_env(tmp_path)), ("native", native_env(tmp_path))):
-        out = tmp_path / f"{impl}.json"
-        run_play(tmp_path, inventory, env, tasks + dump("st.results", out), hosts="host1")
+        _, dumped = play(tmp_path, inventory, env, tasks + dump("st.results", "results"), hosts="host1",
+                         library=LIBRARY)
         results[impl] = [{k: v for k, v in r.items() if k not in VOLATILE and k != "item"}
-                         for r in json.loads(out.read_text())]
-    for b, n in zip(results["builtin"], results["native"]):
+                         for r in dumped["results"]]
+    for b, n in zip(results["builtin"], results["native"], strict=True):
         assert set(b) == set(n) or set(n) - set(b) <= {"stdout", "stderr", "stdout_lines", "stderr_lines"}, (b, n)
         for key in b:
             assert b[key] == n[key], (key, b, n)

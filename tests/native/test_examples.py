@@ -1,11 +1,10 @@
 """The seeds' patterns rewritten with wait and jids (examples/seeds/) run as
 shipped, with the examples' own ansible.cfg, on a private async dir."""
 
-from pathlib import Path
-
 import pytest
 
-from conftest import ROOT, VENV_BIN, base_env, native_active, run
+from conftest import base_env, native_active
+from helpers import ROOT, VENV_BIN, job_files, run
 
 SEEDS = sorted((ROOT / "examples" / "seeds").glob("*.yml"))
 
@@ -20,5 +19,5 @@ def test_seed_pattern_runs(tmp_path, book):
     proc = run([VENV_BIN / "ansible-playbook", book, "-e", f"ansible_async_dir={async_dir}"], env,
                cwd=ROOT / "examples")
     assert "failed=0" in proc.stdout and "unreachable=0" in proc.stdout
-    left = [p.name for p in async_dir.iterdir() if not p.name.startswith(".")] if async_dir.exists() else []
+    left = job_files(async_dir)
     assert left == [], f"{book.name} left job files: {left}"

@@ -12,70 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODULES_DIR, ROOT, VENV_BIN, base_env, native_active, playbook, run, write_inventory
+from conftest import native_active, write_inventory
+from helpers import MODULES_DIR, ROOT, VENV_BIN, dump, job_files, pids_with, play, run
 
 pytestmark = pytest.mark.skipif(not native_active(), reason="options only the native module has")
 
 STATUS_BIN = MODULES_DIR / "async_status"
 
 
-@pytest.fixture
-def env(tmp_path):
-    """Our modules active, and the collection importable as native.async_jobs."""
-    colls = tmp_path / "collections"
-    (colls / "ansible_collections" / "native").mkdir(parents=True)
-    (colls / "ansible_collections" / "native" / "async_jobs").symlink_to(ROOT / "ansible_collection")
-    e = base_env(tmp_path)
-    e["ANSIBLE_COLLECTIONS_PATH"] = str(colls)
-    return e
-
-
-@pytest.fixture
-def async_dir(tmp_path):
-    return tmp_path / "async"
-
-
-@pytest.fixture
-def inventory(tmp_path, async_dir):
-    return write_inventory(tmp_path / "hosts.ini", ["host1"], ansible_async_dir=str(async_dir))
-
-
-def play(tmp_path, inventory, env, tasks, check=True, args=()):
-    """Runs one play on host1 and returns the variables it dumped with `dump`."""
-    out = tmp_path / f"out{time.monotonic_ns()}"
-    out.mkdir()
-    body = tasks.replace("@OUT@", str(out))
-    pb = tmp_path / f"play{time.monotonic_ns()}.yml"
-    pb.write_text("- hosts: host1\n  gather_facts: false\n  tasks:\n" +
-                  "\n".join("    " + line for line in body.strip("\n").splitlines()) + "\n")
-    proc = playbook(pb, inventory, env, *args, check=check)
-    dumped = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
-    return proc, dumped
-
-
-def dump(var):
-    return f"""- copy:
-    content: "{{{{ {var} | to_json }}}}"
-    dest: "@OUT@/{var}.json"
-  delegate_to: localhost
-"""
-
-
-def alive(marker):
-    """Pids of processes whose command line holds `marker`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
-
-
-def test_wait_returns_when_the_job_ends(tmp_path, inventory, env):
-    _, v = play(tmp_path, inventory, env, """
+def test_wait_returns_when_the_job_ends(tmp_path, inventory, collection_env):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep 2; echo slept"
   async: 60
   poll: 0
@@ -84,7 +30,7 @@ def test_wait_returns_when_the_job_ends(tmp_path, inventory, env):
     jid: "{{ job.ansible_job_id }}"
     wait: 50
   register: waited
-""" + dump("job") + dump("waited"))
+""" + dump("job") + dump("waited"), hosts="host1")
     w = v["waited"]
     assert w["finished"] is True and w["started"] is True
     assert w["stdout"] == "slept" and w["rc"] == 0 and w["stdout_lines"] == ["slept"]
@@ -109,15 +55,15 @@ def test_wait_lag_measured_on_the_host(tmp_path, async_dir):
         assert out["finished"] is True and out["i"] == i, out
         ended = json.loads(Path(started["results_file"]).read_text())["native_job"]["ended_at"]
         lags.append(returned - ended)
-    print(f"wait lag after the result is written: {[round(l * 1000, 1) for l in lags]} ms")
+    print(f"wait lag after the result is written: {[round(lag * 1000, 1) for lag in lags]} ms")
     (ROOT / ".cache").mkdir(exist_ok=True)
-    (ROOT / ".cache" / "wait_lag_ms.json").write_text(json.dumps([l * 1000 for l in lags]))
+    (ROOT / ".cache" / "wait_lag_ms.json").write_text(json.dumps([lag * 1000 for lag in lags]))
     assert max(lags) < 5, "returned on the job's end, not at the end of the wait"
 
 
-def test_a_wait_that_runs_out_says_not_finished(tmp_path, inventory, env):
+def test_a_wait_that_runs_out_says_not_finished(tmp_path, inventory, collection_env):
     t0 = time.monotonic()
-    _, v = play(tmp_path, inventory, env, """
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep 30"
   async: 60
   poll: 0
@@ -130,15 +76,15 @@ def test_a_wait_that_runs_out_says_not_finished(tmp_path, inventory, env):
     jid: "{{ job.ansible_job_id }}"
     mode: kill
   register: killed
-""" + dump("waited") + dump("killed"))
+""" + dump("waited") + dump("killed"), hosts="host1")
     assert v["waited"]["finished"] is False and v["waited"]["started"] is True
     assert "failed" not in v["waited"] or v["waited"]["failed"] is False
     assert v["killed"]["killed"] is True and v["killed"]["changed"] is True
     assert time.monotonic() - t0 < 25, "the kill did not wait for the 30 s job"
 
 
-def test_jids_wait_for_twenty_jobs_in_one_task(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_jids_wait_for_twenty_jobs_in_one_task(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep {{ (item % 4) * 0.5 }}; echo job-{{ item }}"
   async: 60
   poll: 0
@@ -152,18 +98,18 @@ def test_jids_wait_for_twenty_jobs_in_one_task(tmp_path, inventory, env, async_d
     jids: "{{ jobs.results | map(attribute='ansible_job_id') | list }}"
     mode: cleanup
   register: cleaned
-""" + dump("jobs") + dump("all") + dump("cleaned"))
+""" + dump("jobs") + dump("all") + dump("cleaned"), hosts="host1")
     a = v["all"]
     ids = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     assert a["finished"] is True and a["pending"] == [] and a["ansible_job_ids"] == ids
     assert [r["stdout"] for r in a["results"]] == [f"job-{i}" for i in range(20)], "results in order"
     assert all(r["finished"] is True and r["rc"] == 0 for r in a["results"])
     assert [r["erased"] for r in v["cleaned"]["results"]] == [str(async_dir / j) for j in ids]
-    assert not [p for p in async_dir.iterdir() if not p.name.startswith(".")]
+    assert async_dir.is_dir() and job_files(async_dir) == []
 
 
-def test_jids_return_when_any_and_failures(tmp_path, inventory, env):
-    _, v = play(tmp_path, inventory, env, """
+def test_jids_return_when_any_and_failures(tmp_path, inventory, collection_env):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "{{ item }}"
   async: 60
   poll: 0
@@ -178,7 +124,7 @@ def test_jids_return_when_any_and_failures(tmp_path, inventory, env):
 - native.async_jobs.async_status:
     jid: "{{ jobs.results[1].ansible_job_id }}"
     mode: kill
-""" + dump("jobs") + dump("first"))
+""" + dump("jobs") + dump("first"), hosts="host1")
     f = v["first"]
     ids = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     assert f["finished"] is True and f["pending"] == [ids[1]]
@@ -186,10 +132,11 @@ def test_jids_return_when_any_and_failures(tmp_path, inventory, env):
     assert f["results"][0]["rc"] == 3 and f["results"][1]["finished"] is False
 
 
-def test_kill_stops_the_whole_tree(tmp_path, inventory, env):
+def test_kill_stops_the_whole_tree(tmp_path, inventory, collection_env):
     marker = f"native-kill-{os.getpid()}-{time.monotonic_ns()}"
-    _, v = play(tmp_path, inventory, env, f"""
-- shell: "setsid python3 -c 'import time; time.sleep(300)' {marker}-grandchild & python3 -c 'import time; time.sleep(300)' {marker}-child"
+    sleeper = "python3 -c 'import time; time.sleep(300)'"
+    _, v = play(tmp_path, inventory, collection_env, f"""
+- shell: "setsid {sleeper} {marker}-grandchild & {sleeper} {marker}-child"
   async: 600
   poll: 0
   register: job
@@ -206,17 +153,17 @@ def test_kill_stops_the_whole_tree(tmp_path, inventory, env):
     jid: "{{{{ job.ansible_job_id }}}}"
     mode: kill
   register: again
-""" + dump("killed") + dump("after") + dump("again"))
+""" + dump("killed") + dump("after") + dump("again"), hosts="host1")
     assert v["killed"]["killed"] is True and v["killed"]["signal"] == "SIGTERM"
     a = v["after"]
     assert a["finished"] is True and a["failed"] is True and a["killed"] is True
     assert "mode=kill" in a["msg"]
     assert v["again"]["changed"] is False and "already ended (killed)" in v["again"]["msg"]
-    assert alive(marker) == [], "nothing of the job is left running"
+    assert pids_with(marker) == [], "nothing of the job is left running"
 
 
-def test_list_during_and_after_jobs(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_list_during_and_after_jobs(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep {{ item }}"
   async: 60
   poll: 0
@@ -230,7 +177,7 @@ def test_list_during_and_after_jobs(tmp_path, inventory, env, async_dir):
     wait: 30
 - native.async_jobs.async_status: {mode: list}
   register: after
-""" + dump("jobs") + dump("during") + dump("after"))
+""" + dump("jobs") + dump("during") + dump("after"), hosts="host1")
     quick, slow = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     during = {j["jid"]: j for j in v["during"]["jobs"]}
     assert during[quick]["state"] == "finished" and during[slow]["state"] == "running"
@@ -242,8 +189,8 @@ def test_list_during_and_after_jobs(tmp_path, inventory, env, async_dir):
     assert after[slow]["state"] == "finished" and 2.5 < after[slow]["duration"] < 30
 
 
-def test_list_shows_failed_timed_out_and_lost_jobs(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_list_shows_failed_timed_out_and_lost_jobs(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "{{ item.cmd }}"
   async: "{{ item.limit }}"
   poll: 0
@@ -253,19 +200,19 @@ def test_list_shows_failed_timed_out_and_lost_jobs(tmp_path, inventory, env, asy
     - {cmd: "sleep 60", limit: 90}
   register: jobs
 - pause: {seconds: 1}
-""" + dump("jobs"))
+""" + dump("jobs"), hosts="host1")
     failed, timed_out, victim = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     record = json.loads((async_dir / victim).read_text())
     os.kill(record["supervisor"]["pid"], 9)  # our own job's supervisor: it becomes lost
     time.sleep(1.5)
-    _, v = play(tmp_path, inventory, env, """
+    _, v = play(tmp_path, inventory, collection_env, """
 - native.async_jobs.async_status: {mode: list}
   register: listing
 - native.async_jobs.async_status:
     mode: prune
     older_than: 0s
   register: pruned
-""" + dump("listing") + dump("pruned"))
+""" + dump("listing") + dump("pruned"), hosts="host1")
     states = {j["jid"]: j["state"] for j in v["listing"]["jobs"]}
     assert states == {failed: "failed", timed_out: "timed out", victim: "lost"}
     assert sorted(v["pruned"]["removed"]) == sorted([failed, timed_out, victim])
@@ -273,8 +220,8 @@ def test_list_shows_failed_timed_out_and_lost_jobs(tmp_path, inventory, env, asy
     os.kill(child, 9)  # the lost job's module, which nobody supervises any more
 
 
-def test_prune_never_touches_a_running_job(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_prune_never_touches_a_running_job(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "{{ item }}"
   async: 60
   poll: 0
@@ -296,15 +243,15 @@ def test_prune_never_touches_a_running_job(tmp_path, inventory, env, async_dir):
 - native.async_jobs.async_status:
     jid: "{{ jobs.results[1].ansible_job_id }}"
     mode: kill
-""" + dump("jobs") + dump("would") + dump("pruned") + dump("still"))
+""" + dump("jobs") + dump("would") + dump("pruned") + dump("still"), hosts="host1")
     done, running = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     assert v["would"]["removed"] == [done] and v["would"]["msg"].startswith("would remove 1")
     assert v["pruned"]["removed"] == [done] and v["pruned"]["kept_running"] == [running]
     assert v["still"]["finished"] is False
 
 
-def test_a_pool_of_two_runs_ten_jobs_two_at_a_time_in_order(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_a_pool_of_two_runs_ten_jobs_two_at_a_time_in_order(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep 0.7; echo job-{{ item }}"
   async: 2
   poll: 0
@@ -319,7 +266,7 @@ def test_a_pool_of_two_runs_ten_jobs_two_at_a_time_in_order(tmp_path, inventory,
     jids: "{{ jobs.results | map(attribute='ansible_job_id') | list }}"
     wait: 60
   register: all
-""" + dump("jobs") + dump("listing") + dump("all"))
+""" + dump("jobs") + dump("listing") + dump("all"), hosts="host1")
     assert v["all"]["finished"] is True
     assert [r["stdout"] for r in v["all"]["results"]] == [f"job-{i}" for i in range(10)]
     assert all(r["rc"] == 0 for r in v["all"]["results"]), "each job ran within its own 2 s limit"
@@ -335,12 +282,12 @@ def test_a_pool_of_two_runs_ten_jobs_two_at_a_time_in_order(tmp_path, inventory,
     for s, _ in spans:
         running = sum(1 for s2, e2 in spans if s2 <= s < e2)
         assert running <= 2, f"{running} jobs ran at once: {spans}"
-    assert not [p for p in (async_dir / ".pool-builders").iterdir() if not p.name.startswith(".")], \
-        "every slot was given back"
+    slots = async_dir / ".pool-builders"
+    assert slots.is_dir() and job_files(slots) == [], "every slot was given back"
 
 
-def test_a_slot_held_by_a_dead_supervisor_is_freed(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_a_slot_held_by_a_dead_supervisor_is_freed(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "{{ item }}"
   async: 60
   poll: 0
@@ -350,24 +297,24 @@ def test_a_slot_held_by_a_dead_supervisor_is_freed(tmp_path, inventory, env, asy
 - native.async_jobs.async_status:
     jid: "{{ jobs.results[1].ansible_job_id }}"
   register: queued
-""" + dump("jobs") + dump("queued"))
+""" + dump("jobs") + dump("queued"), hosts="host1")
     assert v["queued"]["queued"] is True and v["queued"]["finished"] is False
     first, second = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     record = json.loads((async_dir / first).read_text())
     os.kill(record["supervisor"]["pid"], 9)
     os.kill(record["native_job"]["child_pid"], 9)
-    _, v = play(tmp_path, inventory, env, f"""
+    _, v = play(tmp_path, inventory, collection_env, f"""
 - native.async_jobs.async_status:
     jid: "{second}"
     wait: 30
   register: done
-""" + dump("done"))
+""" + dump("done"), hosts="host1")
     assert v["done"]["finished"] is True and v["done"]["stdout"] == "second"
 
 
-def test_a_queued_job_can_be_killed_and_never_runs(tmp_path, inventory, env, async_dir):
+def test_a_queued_job_can_be_killed_and_never_runs(tmp_path, inventory, collection_env, async_dir):
     flag = tmp_path / "ran"
-    _, v = play(tmp_path, inventory, env, f"""
+    _, v = play(tmp_path, inventory, collection_env, f"""
 - shell: "{{{{ item }}}}"
   async: 60
   poll: 0
@@ -385,13 +332,13 @@ def test_a_queued_job_can_be_killed_and_never_runs(tmp_path, inventory, env, asy
     jid: "{{{{ jobs.results[1].ansible_job_id }}}}"
   register: after
   ignore_errors: true
-""" + dump("killed") + dump("after"))
+""" + dump("killed") + dump("after"), hosts="host1")
     assert v["killed"]["killed"] is True
     assert v["after"]["killed"] is True and "while queued" in v["after"]["msg"]
     assert not flag.exists()
 
 
-@pytest.mark.parametrize("args, expected", [
+@pytest.mark.parametrize(("args", "expected"), [
     ({"mode": "prune"}, "mode=prune needs older_than"),
     ({"mode": "prune", "older_than": "soon"}, "older_than must be an age"),
     ({"jid": "j1.1", "mode": "kill", "signal": "NOPE"}, "signal must be a signal name"),
@@ -408,25 +355,25 @@ def test_bad_arguments_get_one_clear_error(tmp_path, async_dir, args, expected):
     assert proc.returncode == 1 and out["failed"] is True and expected in out["msg"], out
 
 
-def test_a_bad_pool_refuses_the_launch_and_records_nothing(tmp_path, inventory, env, async_dir):
-    proc, v = play(tmp_path, inventory, env, """
+def test_a_bad_pool_refuses_the_launch_and_records_nothing(tmp_path, inventory, collection_env, async_dir):
+    proc, v = play(tmp_path, inventory, collection_env, """
 - shell: "true"
   async: 60
   poll: 0
   register: job
   ignore_errors: true
   environment: {NATIVE_ASYNC_POOL: builders, NATIVE_ASYNC_POOL_SIZE: "0"}
-""" + dump("job"))
+""" + dump("job"), hosts="host1")
     assert v["job"]["failed"] is True
     assert "NATIVE_ASYNC_POOL_SIZE must be a whole number of slots, 1 or more" in v["job"]["msg"]
-    assert not async_dir.exists() or not [p for p in async_dir.iterdir() if not p.name.startswith(".")]
+    assert job_files(async_dir) == []
 
 
-def test_the_plugin_expands_home_on_the_host_without_a_round_trip(tmp_path, env):
+def test_the_plugin_expands_home_on_the_host_without_a_round_trip(tmp_path, collection_env):
     """The builtin's action plugin runs `echo ~user` for the async dir before
     every lookup, beside the one for its remote tmp dir; ours leaves `~` to the module."""
     inv = write_inventory(tmp_path / "h.ini", ["host1"])
-    proc, v = play(tmp_path, inv, env, """
+    proc, v = play(tmp_path, inv, collection_env, """
 - shell: "echo hi"
   async: 30
   poll: 0
@@ -441,7 +388,7 @@ def test_the_plugin_expands_home_on_the_host_without_a_round_trip(tmp_path, env)
 - native.async_jobs.async_status:
     jid: "{{ job.ansible_job_id }}"
     mode: cleanup
-""" + dump("st") + dump("builtin"), args=("-vvv",))
+""" + dump("st") + dump("builtin"), "-vvv", hosts="host1")
     assert v["st"]["stdout"] == v["builtin"]["stdout"] == "hi"
     assert v["st"]["results_file"] == v["builtin"]["results_file"] == \
         str(Path.home() / ".ansible_async" / v["st"]["ansible_job_id"])
@@ -452,15 +399,15 @@ def test_the_plugin_expands_home_on_the_host_without_a_round_trip(tmp_path, env)
     assert ours.count("EXEC /bin/sh -c 'echo ~") == 1, "ours: remote tmp only"
 
 
-def test_the_cli_prints_a_table_for_people(tmp_path, inventory, env, async_dir):
-    _, v = play(tmp_path, inventory, env, """
+def test_the_cli_prints_a_table_for_people(tmp_path, inventory, collection_env, async_dir):
+    _, v = play(tmp_path, inventory, collection_env, """
 - shell: "sleep {{ item }}"
   async: 60
   poll: 0
   loop: [0, 20]
   register: jobs
 - pause: {seconds: 1}
-""" + dump("jobs"))
+""" + dump("jobs"), hosts="host1")
     quick, slow = [r["ansible_job_id"] for r in v["jobs"]["results"]]
     cli_env = dict(os.environ, ANSIBLE_ASYNC_DIR=str(async_dir))
     table = run([STATUS_BIN, "list"], cli_env).stdout.splitlines()
@@ -477,21 +424,21 @@ def test_the_cli_prints_a_table_for_people(tmp_path, inventory, env, async_dir):
     assert bad.returncode == 2 and "usage: async_status list" in bad.stderr
 
 
-def test_every_option_is_documented(tmp_path, env):
-    doc = run([VENV_BIN / "ansible-doc", "native.async_jobs.async_status"], env).stdout
+def test_every_option_is_documented(tmp_path, collection_env):
+    doc = run([VENV_BIN / "ansible-doc", "native.async_jobs.async_status"], collection_env).stdout
     for option in ("jids", "wait", "return_when", "signal", "older_than", "NATIVE_ASYNC_POOL"):
         assert option in doc, option
     for mode in ("kill", "list", "prune"):
         assert f"mode: {mode}" in doc, mode
 
 
-def test_installed_switch_without_the_installed_library_says_what_to_set(tmp_path, inventory, env):
-    proc, v = play(tmp_path, inventory, env, """
+def test_installed_switch_without_the_installed_library_says_what_to_set(tmp_path, inventory, collection_env):
+    proc, v = play(tmp_path, inventory, collection_env, """
 - native.async_jobs.async_status:
     mode: list
   vars: {native_async_installed: true}
   register: listing
   ignore_errors: true
-""" + dump("listing"))
+""" + dump("listing"), hosts="host1")
     assert v["listing"]["failed"] is True
     assert "installed/ folder" in v["listing"]["msg"] and "native_async_installed" in v["listing"]["msg"]

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from conftest import base_env, playbook, write_inventory
+from conftest import base_env, write_inventory
+from helpers import job_files, playbook
 from jobs import STATUS, WRAPPER, module, status
 
 
@@ -16,7 +17,7 @@ def run_wrapper(args, async_dir):
     return proc.returncode, json.loads(proc.stdout)
 
 
-@pytest.mark.parametrize("args,expected", [
+@pytest.mark.parametrize(("args", "expected"), [
     ([], "expected 4 or 5 arguments, got 0"),
     (["j1", "5", "MOD"], "expected 4 or 5 arguments, got 3"),
     (["j1", "5", "MOD", "_", "-preserve_tmp", "extra"], "expected 4 or 5 arguments, got 6"),
@@ -36,10 +37,10 @@ def test_malformed_wrapper_invocations(tmp_path, args, expected):
     async_dir = tmp_path / "async"
     rc, out = run_wrapper(args, async_dir)
     assert rc == 1 and out["failed"] is True and expected in out["msg"], out
-    assert not async_dir.exists() or list(async_dir.iterdir()) == [], "no half-made job"
+    assert job_files(async_dir, dotfiles=True) == [], "no half-made job"
 
 
-@pytest.mark.parametrize("raw,expected", [
+@pytest.mark.parametrize(("raw", "expected"), [
     ("not json", "not valid JSON"),
     ("[1, 2]", "not a JSON object"),
     ('{"jid": "j1.1", "_async_dir": "/tmp", "foo": 1}',

@@ -7,7 +7,8 @@ import select
 import subprocess
 import time
 
-from jobs import WRAPPER, module, pids_with, kill_all, read_job, wait_finished
+from helpers import pids_with
+from jobs import WRAPPER, kill_all, module, read_job, wait_finished
 
 
 def test_the_output_channel_closes_at_once(tmp_path):

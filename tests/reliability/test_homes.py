@@ -2,7 +2,8 @@
 
 import json
 
-from conftest import base_env, playbook, write_inventory
+from conftest import base_env, write_inventory
+from helpers import playbook
 
 
 def test_a_job_written_under_home_is_found_by_a_lookup_under_the_passwd_home(tmp_path):

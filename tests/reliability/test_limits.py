@@ -3,7 +3,8 @@
 import os
 import time
 
-from jobs import kill_all, launch, module, pids_with, read_job, wait_finished
+from helpers import pids_with
+from jobs import kill_all, launch, module, read_job, wait_finished
 
 
 def tree_module(tmp_path, marker, trap_term=False):

@@ -5,7 +5,8 @@ import os
 import signal
 import time
 
-from jobs import kill_all, launch, module, pids_with, read_job, status
+from helpers import pids_with
+from jobs import kill_all, launch, module, read_job, status
 
 
 def test_a_killed_supervisor_makes_the_job_lost_not_running(tmp_path):

@@ -1,12 +1,11 @@
 """Module output: streamed, never held whole; bytes that are not UTF-8 kept exactly."""
 
 import base64
-import json
-import os
 import threading
 import time
 
-from jobs import launch, module, read_job, rss_kb, status, wait_finished
+from helpers import job_files, mem_kb
+from jobs import launch, module, read_job, status, wait_finished
 
 MB = 1024 * 1024
 
@@ -27,7 +26,7 @@ echo "trailing junk"
 
     def sample():
         while not done.is_set():
-            kb = rss_kb(supervisor)
+            kb = mem_kb(supervisor, "VmRSS")
             if kb is None:
                 return
             peak[0] = max(peak[0], kb)
@@ -46,7 +45,7 @@ echo "trailing junk"
     assert len(result["big"]) == size and result["big"].strip("x") == ""
     assert result["warnings"] == ["Module invocation had junk after the JSON data: trailing junk"]
     # The capture files went with the result.
-    assert [p.name for p in async_dir.iterdir()] == [out["ansible_job_id"]]
+    assert job_files(async_dir, dotfiles=True) == [out["ansible_job_id"]]
 
 
 def test_bytes_that_are_not_utf8_are_kept_exactly(tmp_path):

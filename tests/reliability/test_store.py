@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from helpers import job_files
 from jobs import launch, module, status, wait_finished
 
 
@@ -22,10 +23,6 @@ def tmpfs(path, options):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def job_files(d):
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
-
-
 def test_a_full_disk_at_launch_fails_clearly_and_leaves_nothing(tmp_path):
     with tmpfs(tmp_path / "small", "size=64k,mode=0700") as d:
         with open(d / "filler", "wb") as f:
@@ -37,7 +34,7 @@ def test_a_full_disk_at_launch_fails_clearly_and_leaves_nothing(tmp_path):
         assert rc == 1 and out["failed"] is True
         assert "No space left on device" in out["msg"], out
         assert str(d) in out["msg"], out
-        assert job_files(d) == ["filler"], "no half-made job"
+        assert job_files(d, dotfiles=True) == ["filler"], "no half-made job"
 
 
 def test_output_that_fills_the_disk_gives_a_clear_failure_never_a_torn_result(tmp_path):
@@ -49,7 +46,7 @@ def test_output_that_fills_the_disk_gives_a_clear_failure_never_a_torn_result(tm
         assert "could not be stored" in result["msg"] and "No space left on device" in result["msg"], result
         rc, st = status(tmp_path, {"jid": out["ansible_job_id"], "_async_dir": str(d)})
         assert (st["finished"], st["failed"]) == (True, True)
-        assert job_files(d) == [out["ansible_job_id"]], "capture files were freed"
+        assert job_files(d, dotfiles=True) == [out["ansible_job_id"]], "capture files were freed"
 
 
 def test_a_read_only_async_dir_fails_clearly(tmp_path):

@@ -35,11 +35,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-MODULES = ROOT / "ansible_collection" / "plugins" / "modules"
-WRAPPER = MODULES / "async_wrapper"
-STATUS = MODULES / "async_status"
-PYTHON = "/usr/bin/python3"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import MODULES_DIR, PYTHON, ROOT, job_files, mem_kb  # noqa: E402  (tests/helpers.py)
+
+WRAPPER = MODULES_DIR / "async_wrapper"
+STATUS = MODULES_DIR / "async_status"
 OUT_JSON = ROOT / ".cache" / "soak" / "last_run.json"
 RUN_VAR = "NATIVE_ASYNC_SOAK_RUN"
 JOB_VAR = "NATIVE_ASYNC_SOAK_JOB"
@@ -92,18 +92,6 @@ def proc_stat(pid):
         return None
     fields = raw[raw.rfind(")") + 2:].split()
     return fields[0], int(fields[1]), int(fields[19])
-
-
-def mem_kb(pid):
-    """(VmRSS, Pss) in kB of a live process, or None when it is gone."""
-    try:
-        rss = next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if l.startswith("VmRSS:"))
-        pss = next(int(l.split()[1]) for l in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                   if l.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return None
-    return rss, pss
 
 
 def marked_processes(run_id):
@@ -186,13 +174,13 @@ class Runner:
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise SoakError(f"{kind} launch of {prefix} did not return within 60 s "
-                            "(does the detached job hold the launcher's stdout?)")
+                            "(does the detached job hold the launcher's stdout?)") from None
         dt = time.perf_counter() - t0
         try:
             out = json.loads(proc.stdout)
         except ValueError:
             raise SoakError(f"{kind} launch of {prefix}: rc {proc.returncode}, output not JSON: "
-                            f"{proc.stdout[:300]!r} stderr {proc.stderr[:300]!r}")
+                            f"{proc.stdout[:300]!r} stderr {proc.stderr[:300]!r}") from None
         jid = out.get("ansible_job_id", "")
         owns_tmp = not preserve and "-tmp-" in str(Path(module).parent)
         problems = []
@@ -222,7 +210,7 @@ class Runner:
             proc = subprocess.run([str(STATUS), str(args_file)], capture_output=True, text=True,
                                   timeout=60, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise SoakError(f"async_status {mode} {jid} did not return within 60 s")
+            raise SoakError(f"async_status {mode} {jid} did not return within 60 s") from None
         try:
             out = json.loads(proc.stdout)
         except ValueError:
@@ -271,7 +259,8 @@ def check_status_result(job, out):
     """Problems with a status answer for a finished job (empty when it is right)."""
     got = {k: v for k, v in out.items() if k != "invocation"}
     if got != job.expected_status():
-        return f"status of {job.jid} is wrong: got {json.dumps(got)[:400]}, expected {json.dumps(job.expected_status())}"
+        return (f"status of {job.jid} is wrong: got {json.dumps(got)[:400]}, "
+                f"expected {json.dumps(job.expected_status())}")
     return ""
 
 
@@ -333,7 +322,9 @@ def memory_phase(kind, count, workers, runner, work, nonce):
         # so that every job is still running when the memory is measured.
         job.write_module(f"sleep 2\nread gate < {gate}\n")
         jobs.append(job)
-    tag = lambda j: f"{kind}-{j.index}"
+    def tag(job):
+        return f"{kind}-{job.index}"
+
     gate_fd = None
     figures = {"jobs": count}
     try:
@@ -375,12 +366,13 @@ def memory_phase(kind, count, workers, runner, work, nonce):
         for job in jobs:
             wrapper_side, module_side, roots = job_process_split(grouped.get(tag(job), {}), str(job.module))
             if len(roots) != 1:
+                found = describe({p: procs[p] for p in wrapper_side + module_side})
                 raise SoakError(f"{phase}: job {job.jid} should have exactly one module process running "
-                                f"at measurement, found {len(roots)}: {describe({p: procs[p] for p in wrapper_side + module_side})}")
+                                f"at measurement, found {len(roots)}: {found}")
             per_job_counts[len(wrapper_side)] = per_job_counts.get(len(wrapper_side), 0) + 1
             for p in wrapper_side:
-                m = mem_kb(p)
-                if m is None:
+                m = mem_kb(p, "VmRSS"), mem_kb(p, "Pss")
+                if None in m:
                     raise SoakError(f"{phase}: process {p} of job {job.jid} vanished during measurement")
                 rss += m[0]
                 pss += m[1]
@@ -393,9 +385,8 @@ def memory_phase(kind, count, workers, runner, work, nonce):
                 if wrapper_side != [pid]:
                     FAILURES.add(phase, f"job {job.jid}: wrapper-side processes {wrapper_side} are not just "
                                         f"its recorded supervisor {pid}")
-                m = mem_kb(pid)
-                sup_rss += m[0]
-                sup_pss += m[1]
+                sup_rss += mem_kb(pid, "VmRSS")
+                sup_pss += mem_kb(pid, "Pss")
         figures.update(running_at_measurement=count, wrapper_processes=nproc,
                        wrapper_processes_per_job=per_job_counts,
                        total_rss_kb=rss, total_pss_kb=pss,
@@ -641,7 +632,7 @@ def soak_phase(count, workers, readers, time_limit, runner, work, nonce):
         FAILURES.add(phase, f"{len(left)} processes of the run left 30 s after the last job: {describe(left)}")
     if live_supervisors:
         FAILURES.add(phase, f"{len(live_supervisors)} supervisors still alive: {live_supervisors[:10]}")
-    entries = sorted(p.name for p in async_dir.iterdir()) if async_dir.exists() else []
+    entries = job_files(async_dir, dotfiles=True)
     kinds = {"job_files": [e for e in entries if not e.startswith(".")],
              "output_dirs": [e for e in entries if e.startswith(".") and e.endswith(".output")],
              "tmp_files": [e for e in entries if e.startswith(".") and e.endswith(".tmp")]}
@@ -649,12 +640,15 @@ def soak_phase(count, workers, readers, time_limit, runner, work, nonce):
     for k, v in kinds.items():
         if v:
             FAILURES.add(phase, f"{len(v)} leftover {k.replace('_', ' ')} in the async dir: {v[:10]}")
-    owned_not_removed = [j.module.parent.name for j in all_jobs if not j.preserve and j.jid and j.module.parent.exists()]
+    owned_not_removed = [j.module.parent.name for j in all_jobs
+                         if not j.preserve and j.jid and j.module.parent.exists()]
     preserved_removed = [j.module.parent.name for j in all_jobs if j.preserve and j.jid and not j.module.exists()]
     if owned_not_removed:
-        FAILURES.add(phase, f"{len(owned_not_removed)} owned -tmp- module dirs were not removed: {owned_not_removed[:5]}")
+        FAILURES.add(phase, f"{len(owned_not_removed)} owned -tmp- module dirs were not removed: "
+                            f"{owned_not_removed[:5]}")
     if preserved_removed:
-        FAILURES.add(phase, f"{len(preserved_removed)} module dirs removed despite -preserve_tmp: {preserved_removed[:5]}")
+        FAILURES.add(phase, f"{len(preserved_removed)} module dirs removed despite -preserve_tmp: "
+                            f"{preserved_removed[:5]}")
     kill_leftovers(left)
     lat = sorted(stats["launch_s"]) or [0.0]
     return {
@@ -686,10 +680,13 @@ def table(results):
             rows += [
                 (f"{kind}: jobs running at once", f"{m['jobs']}"),
                 (f"{kind}: launch rate", f"{m['launch_rate_per_s']:.0f} jobs/s ({m['launch_s']:.2f} s)"),
-                (f"{kind}: wrapper processes per job", ", ".join(f"{k}: {v} jobs" for k, v in m["wrapper_processes_per_job"].items())),
-                (f"{kind}: total RSS / PSS", f"{m['total_rss_kb'] / 1024:.1f} MiB / {m['total_pss_kb'] / 1024:.1f} MiB"),
+                (f"{kind}: wrapper processes per job",
+                 ", ".join(f"{k}: {v} jobs" for k, v in m["wrapper_processes_per_job"].items())),
+                (f"{kind}: total RSS / PSS",
+                 f"{m['total_rss_kb'] / 1024:.1f} MiB / {m['total_pss_kb'] / 1024:.1f} MiB"),
                 (f"{kind}: per-job RSS / PSS", f"{m['per_job_rss_kb']:.0f} kB / {m['per_job_pss_kb']:.0f} kB"),
-                (f"{kind}: wall to results / procs gone", f"{m['wall_s_to_all_results']:.1f} s / {m['wall_s_to_all_processes_gone']:.1f} s"),
+                (f"{kind}: wall to results / procs gone",
+                 f"{m['wall_s_to_all_results']:.1f} s / {m['wall_s_to_all_processes_gone']:.1f} s"),
             ]
     n, b = results.get("memory_native"), results.get("memory_builtin")
     if n and b and n["per_job_rss_kb"]:
@@ -701,9 +698,11 @@ def table(results):
             ("soak: jobs completed", f"{s['completed']} / {s['jobs']} in {s['wall_s']:.1f} s"),
             ("soak: throughput", f"{s['jobs_per_s']:.1f} jobs/s ({s['workers']} workers, {s['readers']} readers)"),
             ("soak: status calls (workers / readers)", f"{s['status_calls']} / {s['reader_calls']}"),
-            ("soak: launch latency p50 / p99", f"{s['launch_latency_ms_p50']:.0f} ms / {s['launch_latency_ms_p99']:.0f} ms"),
+            ("soak: launch latency p50 / p99",
+             f"{s['launch_latency_ms_p50']:.0f} ms / {s['launch_latency_ms_p99']:.0f} ms"),
             ("soak: failures", str(s["failures"])),
-            ("soak: leftover files / processes / dirs", f"{s['leftover_files']} / {s['leftover_processes']} / {s['leftover_module_dirs']}"),
+            ("soak: leftover files / processes / dirs",
+             f"{s['leftover_files']} / {s['leftover_processes']} / {s['leftover_module_dirs']}"),
         ]
     rows.append(("total failures", str(len(FAILURES.items))))
     width = max(len(r[0]) for r in rows)
@@ -717,7 +716,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mem-jobs", type=int, default=int(os.environ.get("SOAK_AT_ONCE", 1000)),
                     help="native jobs running at once (default 1000, or $SOAK_AT_ONCE)")
-    ap.add_argument("--builtin-jobs", type=int, default=50, help="builtin jobs for the comparison (default 50; 0 skips)")
+    ap.add_argument("--builtin-jobs", type=int, default=50,
+                    help="builtin jobs for the comparison (default 50; 0 skips)")
     ap.add_argument("--launch-workers", type=int, default=48, help="launch threads for the memory phases")
     ap.add_argument("--soak-jobs", type=int, default=int(os.environ.get("SOAK_JOBS", 10000)),
                     help="short jobs in the soak (default 10000, or $SOAK_JOBS; 0 skips)")

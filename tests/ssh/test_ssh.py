@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMPL, PIPELINING, PYTHON, ROOT, base_env, native_active, playbook
+from conftest import IMPL, PIPELINING, base_env, native_active
+from helpers import PYTHON, ROOT, job_files, pids_of, playbook, write_play
 
 import sshd as sshd_mod
 
@@ -32,30 +33,6 @@ def ssh_env(tmp_path, sshd, pipelining=PIPELINING, **extra):
 def ssh_line(name, sshd, user="root", **host_vars):
     v = dict(sshd.host_vars(user), ansible_python_interpreter=PYTHON, **host_vars)
     return name + " " + " ".join(f"{k}={val}" for k, val in v.items())
-
-
-def write_play(path, tasks, hosts="all", play_extra=""):
-    path.write_text(f"- hosts: {hosts}\n  gather_facts: false\n{play_extra}  tasks:\n" +
-                    "\n".join("    " + line for line in tasks.strip("\n").splitlines()) + "\n")
-    return path
-
-
-def processes(argv):
-    """Pids of the processes whose command line is exactly `argv`."""
-    want = "\0".join(argv) + "\0"
-    found = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if (p / "cmdline").read_bytes().decode(errors="replace") == want:
-                    found.append(int(p.name))
-            except OSError:
-                pass
-    return found
-
-
-def job_files(d):
-    return sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) if d.exists() else []
 
 
 # (a) A `poll: 0` launch over SSH returns at once, however long its job runs.
@@ -113,9 +90,9 @@ def test_poll_0_launch_over_ssh_does_not_wait_for_the_job(tmp_path, sshd):
         # Noisy machines: no tight bound, but a launch that waited would take 30 s.
         assert slow_s < quick_s + 10, times
         assert slow_s < 15, times
-        assert processes(["sleep", marker]), "the job runs detached from the SSH session"
+        assert pids_of(["sleep", marker]), "the job runs detached from the SSH session"
     finally:
-        for pid in processes(["sleep", marker]):
+        for pid in pids_of(["sleep", marker]):
             os.kill(pid, signal.SIGKILL)  # our own job's process
     # The stopped job ends (its result says so); then cleanup removes both files.
     pb = write_play(tmp_path / "cleanup.yml", """
@@ -281,7 +258,8 @@ def test_a_50_host_fleet_fires_3_jobs_each_then_waits_then_cleans_up(tmp_path, s
   delay: 1
 - assert:
     that:
-      - "waited.results | map(attribute='stdout') | list == [inventory_hostname ~ '-a', inventory_hostname ~ '-b', inventory_hostname ~ '-c']"
+      - "waited.results | map(attribute='stdout') | list ==
+         [inventory_hostname ~ '-a', inventory_hostname ~ '-b', inventory_hostname ~ '-c']"
       - "waited.results | map(attribute='rc') | list == [0, 0, 0]"
 - async_status: {{jid: "{{{{ item.ansible_job_id }}}}", mode: cleanup}}
   loop: "{{{{ fired.results }}}}"
