@@ -3,6 +3,7 @@
 #   make test    Rust tests; integration, interop, reliability, conformance, installed-mode,
 #                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules
+#   make lint    cargo fmt --check and clippy; ruff (ruff.toml) over tests/, bench/ and the action plugin
 
 SHELL := /bin/bash
 VENV := .venv
@@ -62,9 +63,16 @@ test: test-rust test-integration
 test-matrix: build
 	tools/test-matrix.sh
 
-lint:
+# ruff (ruff.toml) lints the Python: the test suites, the bench and the action plugin.
+RUFF_VERSION := 0.17.6
+$(VENV)/.ruff-$(RUFF_VERSION): $(VENV)/.ready
+	$(PY) -m pip install --quiet 'ruff==$(RUFF_VERSION)'
+	touch $@
+
+lint: $(VENV)/.ruff-$(RUFF_VERSION)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(VENV)/bin/ruff check tests bench ansible_collection/plugins/action/async_status.py
 
 # The bench draws its chart with matplotlib, kept out of the test venv.
 BENCH_VENV := bench/.venv
