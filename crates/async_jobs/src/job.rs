@@ -2,133 +2,32 @@
 //! modules: while the job runs the file holds `{"started": true, "finished":
 //! false, "ansible_job_id": ...}`; once it ends, the module's own result, which
 //! has no `started` key. That missing key is how a reader knows it finished.
+//!
+//! A result may be any size and hold anything Python's `json` writes (NaN,
+//! `1e999`, deep nesting): it is read through [`JobText`], which scans it
+//! without building it and copies it again member by member, in bounded memory.
 
-use crate::json_stream::Sanitizer;
+use crate::json::{SanitizedReader, ScanError, Scanned, scan, splice};
 use crate::{JobId, Object};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use supervise::identity::Identity;
-
-/// A job file's contents, read the way the builtin `async_status` reads them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobFile {
-    /// Empty or not JSON: the builtin takes this as "being written", so running.
-    Unparsable,
-    /// JSON, but not an object: no module can have produced it.
-    NotAnObject,
-    /// The supervisor's record of a job that has not ended yet.
-    Running(Object),
-    /// The job's result.
-    Finished(Object),
-}
-
-impl JobFile {
-    pub fn parse(bytes: &[u8]) -> Self {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(v) => Self::classify(v),
-            // The builtin wrapper stores undecodable output as lone surrogate
-            // escapes (`\udcff`), which strict JSON readers refuse; read them as U+FFFD.
-            Err(_) => {
-                let mut sanitizer = Sanitizer::default();
-                let mut text = Vec::with_capacity(bytes.len());
-                sanitizer.feed(bytes, &mut text);
-                sanitizer.finish(&mut text);
-                match serde_json::from_slice::<Value>(&text) {
-                    Ok(v) if sanitizer.replaced > 0 => match Self::classify(v) {
-                        JobFile::Finished(mut o) => {
-                            let note =
-                                "The job's result held text that is not UTF-8; it shows as U+FFFD";
-                            match o.get_mut("warnings") {
-                                Some(Value::Array(list)) => list.push(note.into()),
-                                _ => {
-                                    o.insert("warnings".into(), Value::Array(vec![note.into()]));
-                                }
-                            }
-                            JobFile::Finished(o)
-                        }
-                        other => other,
-                    },
-                    _ => JobFile::Unparsable,
-                }
-            }
-        }
-    }
-
-    fn classify(v: Value) -> Self {
-        match v {
-            Value::Object(o) if o.contains_key("started") => JobFile::Running(o),
-            Value::Object(o) => JobFile::Finished(o),
-            _ => JobFile::NotAnObject,
-        }
-    }
-}
 
 /// The key under which the native supervisor keeps what it knows about a job
 /// (module, pool, times, state), in the running record and in the result.
 /// `async_status` leaves it out of a job's status; `mode: list` reads it.
 pub const META_KEY: &str = "native_job";
 
-/// What the native supervisor records about a job beside the builtin's keys.
-/// Times are seconds since the Unix epoch.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct JobMeta {
-    /// The module that runs (`command`, from `AnsiballZ_command.py`).
-    pub module: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queued_at: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_at: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub child_pid: Option<u32>,
-    /// How a finished job ended: one of [`State`]'s names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-}
+/// Top-level values up to this size are kept in memory by a scan (the keys a
+/// reader looks at: `started`, `failed`, `msg`, the meta...).
+const CAPTURE: usize = 64 * 1024;
 
-impl JobMeta {
-    /// The meta of a result or record, if the native supervisor wrote one.
-    pub fn of(o: &Object) -> Option<JobMeta> {
-        serde_json::from_value(o.get(META_KEY)?.clone()).ok()
-    }
-
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
-    /// A copy that records how and when the job ended.
-    pub fn ended(&self, state: State) -> JobMeta {
-        JobMeta {
-            ended_at: Some(now()),
-            state: Some(state.as_str().into()),
-            ..self.clone()
-        }
-    }
-}
-
-/// The module name from the path of the file the wrapper runs.
-pub fn module_name(path: &std::path::Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = name.strip_prefix("AnsiballZ_").unwrap_or(&name);
-    let name = name.strip_suffix(".py").unwrap_or(name);
-    name.to_string()
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Where a job is in its life, as `mode: list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a job is in its life, as `mode: list` shows it. The names are the
+/// ones written in the meta and shown to people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// Waiting for a slot in its pool; its time limit has not started.
     Queued,
@@ -138,6 +37,7 @@ pub enum State {
     /// Ended, and its module reported failure (or printed no result).
     Failed,
     /// Stopped at its time limit.
+    #[serde(rename = "timed out")]
     TimedOut,
     /// Stopped on request (`mode: kill`, or a signal to its supervisor).
     Killed,
@@ -161,27 +61,249 @@ impl State {
     pub fn is_done(self) -> bool {
         !matches!(self, State::Queued | State::Running)
     }
+}
 
-    /// How a finished result ended: from the supervisor's meta when it wrote
-    /// one, else from the result itself (a builtin job, or an older one).
-    pub fn of_result(o: &Object) -> State {
-        let recorded = JobMeta::of(o).and_then(|m| m.state);
-        match recorded.as_deref() {
-            Some("finished") => return State::Finished,
-            Some("failed") => return State::Failed,
-            Some("timed out") => return State::TimedOut,
-            Some("killed") => return State::Killed,
-            _ => {}
+/// What the native supervisor records about a job beside the builtin's keys.
+/// Times are seconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// The module that runs (`command`, from `AnsiballZ_command.py`).
+    pub module: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_pid: Option<u32>,
+    /// The module process's start time (clock ticks since boot): with its
+    /// pid, who it is, so what is left of a lost job can still be stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_start_ticks: Option<u64>,
+    /// How a finished job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<State>,
+}
+
+impl JobMeta {
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// A copy that records how and when the job ended.
+    pub fn ended(&self, state: State) -> JobMeta {
+        JobMeta {
+            ended_at: Some(crate::clock::now()),
+            state: Some(state),
+            ..self.clone()
         }
-        if o.get("killed").and_then(Value::as_bool) == Some(true) {
-            State::Killed
-        } else if o.get("msg").and_then(Value::as_str) == Some("Timeout exceeded") {
-            State::TimedOut
-        } else if o.get("failed").and_then(Value::as_bool) == Some(true) {
-            State::Failed
-        } else {
-            State::Finished
+    }
+
+    /// The module process, when its identity was recorded (on the
+    /// supervisor's boot).
+    pub fn module_process(&self, supervisor: &Identity) -> Option<Identity> {
+        Some(Identity {
+            pid: self.child_pid?,
+            start_ticks: self.child_start_ticks?,
+            boot_id: supervisor.boot_id.clone(),
+        })
+    }
+}
+
+/// The module name from the path of the file the wrapper runs.
+pub fn module_name(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.strip_prefix("AnsiballZ_").unwrap_or(&name);
+    let name = name.strip_suffix(".py").unwrap_or(name);
+    name.to_string()
+}
+
+/// A job file's text, ready to be scanned and written again.
+pub enum JobText {
+    /// A small file, read whole and sanitized once (`repaired`: how many
+    /// replacements that took).
+    Bytes { text: Vec<u8>, repaired: usize },
+    /// A big one stays in the file and is read front to back, through the
+    /// sanitizer, each time it is needed.
+    File(File),
+}
+
+impl JobText {
+    /// Files up to this size are read into memory.
+    pub const WHOLE_READ: u64 = 1 << 20;
+
+    /// The text of an open job file.
+    pub fn of(mut file: File) -> io::Result<JobText> {
+        if file.metadata()?.len() > Self::WHOLE_READ {
+            return Ok(JobText::File(file));
         }
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw)?;
+        Ok(Self::from_bytes(&raw))
+    }
+
+    /// Text that is already in memory (sanitized here).
+    pub fn from_bytes(raw: &[u8]) -> JobText {
+        let (text, repaired) = crate::json::sanitize(raw);
+        JobText::Bytes { text, repaired }
+    }
+
+    fn reader(&mut self) -> io::Result<Box<dyn Read + '_>> {
+        Ok(match self {
+            JobText::Bytes { text, .. } => Box::new(&text[..]),
+            JobText::File(f) => {
+                f.seek(SeekFrom::Start(0))?;
+                Box::new(SanitizedReader::new(BufReader::with_capacity(
+                    64 * 1024,
+                    &mut *f,
+                )))
+            }
+        })
+    }
+
+    /// Whether the file is empty (the builtin's "not written yet").
+    pub fn is_empty(&self) -> bool {
+        match self {
+            JobText::Bytes { text, .. } => text.iter().all(u8::is_ascii_whitespace),
+            JobText::File(_) => false,
+        }
+    }
+
+    /// Scans the object; also says how many bytes had to be replaced (text
+    /// that is not UTF-8, lone surrogates).
+    pub fn scan(&mut self) -> Result<(Scanned, usize), ScanError> {
+        match self {
+            JobText::Bytes { text, repaired } => Ok((scan(&text[..], CAPTURE)?, *repaired)),
+            JobText::File(f) => {
+                f.seek(SeekFrom::Start(0))?;
+                let mut reader = SanitizedReader::new(BufReader::with_capacity(64 * 1024, &mut *f));
+                let scanned = scan(&mut reader, CAPTURE)?;
+                Ok((scanned, reader.replaced()))
+            }
+        }
+    }
+
+    /// Writes the object again: the members `keep` accepts, then `extra`.
+    pub fn splice(
+        &mut self,
+        scanned: &Scanned,
+        keep: impl Fn(&crate::json::Member) -> bool,
+        extra: &[(&str, Vec<u8>)],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let reader = self.reader()?;
+        splice(reader, scanned, keep, extra, out)
+    }
+}
+
+/// A job file's contents, read the way the builtin `async_status` reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobFile {
+    /// Empty: the builtin takes this as "not written yet", so running.
+    Empty,
+    /// Not a JSON object: no module or wrapper wrote it whole.
+    Corrupt(String),
+    /// The supervisor's record of a job that has not ended yet.
+    Running(Record),
+    /// The job's result.
+    Finished(Outcome),
+}
+
+/// A running job's record: the builtin's three keys, plus (native) who
+/// supervises the job and its meta.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub scanned: Scanned,
+    pub supervisor: Option<Identity>,
+    pub meta: Option<JobMeta>,
+    /// Waiting for a pool slot; the module has not started.
+    pub queued: bool,
+}
+
+/// A finished job's result, as far as a reader needs to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub scanned: Scanned,
+    pub meta: Option<JobMeta>,
+    pub state: State,
+    /// How many bytes of text had to be replaced to make it strict UTF-8.
+    pub repaired: usize,
+}
+
+impl JobFile {
+    /// Reads a job file's text.
+    pub fn read(text: &mut JobText) -> Self {
+        if text.is_empty() {
+            return JobFile::Empty;
+        }
+        match text.scan() {
+            Ok((scanned, repaired)) => Self::classify(scanned, repaired),
+            Err(ScanError::NotAnObject) => {
+                JobFile::Corrupt("it holds JSON that is not an object".into())
+            }
+            Err(e) => JobFile::Corrupt(e.to_string()),
+        }
+    }
+
+    /// Reads a job file from bytes (small files, tests).
+    pub fn parse(bytes: &[u8]) -> Self {
+        Self::read(&mut JobText::from_bytes(bytes))
+    }
+
+    fn classify(scanned: Scanned, repaired: usize) -> Self {
+        let meta: Option<JobMeta> = scanned.value(META_KEY);
+        if scanned.has("started") {
+            let supervisor = scanned
+                .value::<Value>("supervisor")
+                .and_then(|v| supervisor_of(&v));
+            let queued = scanned.value::<Value>("queued") == Some(Value::Bool(true));
+            return JobFile::Running(Record {
+                scanned,
+                supervisor,
+                meta,
+                queued,
+            });
+        }
+        let state = outcome_state(&scanned, meta.as_ref());
+        JobFile::Finished(Outcome {
+            scanned,
+            meta,
+            state,
+            repaired,
+        })
+    }
+}
+
+/// How a result ended: from the supervisor's meta when it wrote one, else
+/// from the result itself (a builtin job, or an older one).
+fn outcome_state(scanned: &Scanned, meta: Option<&JobMeta>) -> State {
+    if let Some(state) = meta.and_then(|m| m.state) {
+        return state;
+    }
+    if scanned.value::<Value>("killed") == Some(Value::Bool(true)) {
+        State::Killed
+    } else if scanned.value::<String>("msg").as_deref() == Some("Timeout exceeded") {
+        State::TimedOut
+    } else if truthy(scanned.value::<Value>("failed").as_ref()) {
+        State::Failed
+    } else {
+        State::Finished
+    }
+}
+
+/// Ansible's truth of a JSON value as modules send it (`true`, `1`, `"yes"`).
+pub fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "1"),
+        _ => false,
     }
 }
 
@@ -214,9 +336,8 @@ pub fn running_record(
     o
 }
 
-/// The supervisor recorded in a running record, if any (the builtin records none).
-pub fn supervisor_of(record: &Object) -> Option<Identity> {
-    let s = record.get("supervisor")?.as_object()?;
+/// The supervisor recorded in a running record's `supervisor` value.
+fn supervisor_of(s: &Value) -> Option<Identity> {
     Some(Identity {
         pid: u32::try_from(s.get("pid")?.as_u64()?).ok()?,
         start_ticks: s.get("start_ticks")?.as_u64()?,
@@ -233,15 +354,28 @@ pub fn timeout_result(child_pid: u32) -> Object {
     o
 }
 
+/// The supervisor's meta at the end of a result (`"native_job":{...}}`), found
+/// in the file's last bytes: a listing need not read a big result whole.
+pub fn meta_in_tail(tail: &[u8]) -> Option<JobMeta> {
+    let key = format!("\"{META_KEY}\":");
+    let at = tail.windows(key.len()).rposition(|w| w == key.as_bytes())?;
+    let mut values =
+        serde_json::Deserializer::from_slice(&tail[at + key.len()..]).into_iter::<JobMeta>();
+    values.next()?.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classifies_like_the_builtin() {
-        assert_eq!(JobFile::parse(b""), JobFile::Unparsable);
-        assert_eq!(JobFile::parse(b"{\"started\": tr"), JobFile::Unparsable);
-        assert_eq!(JobFile::parse(b"[1]"), JobFile::NotAnObject);
+        assert_eq!(JobFile::parse(b""), JobFile::Empty);
+        assert!(matches!(
+            JobFile::parse(b"{\"started\": tr"),
+            JobFile::Corrupt(_)
+        ));
+        assert!(matches!(JobFile::parse(b"[1]"), JobFile::Corrupt(_)));
         assert!(matches!(
             JobFile::parse(br#"{"started": true, "finished": false}"#),
             JobFile::Running(_)
@@ -257,6 +391,19 @@ mod tests {
     }
 
     #[test]
+    fn results_python_writes_are_finished() {
+        let deep = format!(
+            "{{\"rc\": 0, \"d\": {}1{}, \"n\": NaN, \"big\": 1e999}}",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        match JobFile::parse(deep.as_bytes()) {
+            JobFile::Finished(o) => assert_eq!(o.state, State::Finished),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn records_round_trip() {
         let jid = JobId::parse("j1.2").unwrap();
         let me = Identity {
@@ -264,9 +411,20 @@ mod tests {
             start_ticks: 99,
             boot_id: "b".into(),
         };
-        let bytes = serde_json::to_vec(&running_record(&jid, Some(&me), None, false)).unwrap();
+        let meta = JobMeta {
+            module: "command".into(),
+            child_pid: Some(8),
+            child_start_ticks: Some(100),
+            ..JobMeta::default()
+        };
+        let bytes =
+            serde_json::to_vec(&running_record(&jid, Some(&me), Some(&meta), false)).unwrap();
         match JobFile::parse(&bytes) {
-            JobFile::Running(o) => assert_eq!(supervisor_of(&o), Some(me)),
+            JobFile::Running(r) => {
+                assert_eq!(r.supervisor.as_ref(), Some(&me));
+                let module = r.meta.unwrap().module_process(&me).unwrap();
+                assert_eq!((module.pid, module.start_ticks), (8, 100));
+            }
             other => panic!("{other:?}"),
         }
         let builtin = serde_json::to_vec(&running_record(&jid, None, None, false)).unwrap();
@@ -277,10 +435,46 @@ mod tests {
         let bytes = serde_json::to_vec(&timeout_result(42)).unwrap();
         match JobFile::parse(&bytes) {
             JobFile::Finished(o) => {
-                assert_eq!(o["msg"], "Timeout exceeded");
-                assert_eq!(o["child_pid"], 42);
+                assert_eq!(o.state, State::TimedOut);
+                assert_eq!(o.scanned.value::<u32>("child_pid"), Some(42));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn state_names_are_written_once() {
+        for s in [
+            State::Queued,
+            State::Running,
+            State::Finished,
+            State::Failed,
+            State::TimedOut,
+            State::Killed,
+            State::Lost,
+        ] {
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                Value::from(s.as_str()),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_meta_at_the_end_of_a_result() {
+        let meta = JobMeta {
+            module: "command".into(),
+            started_at: Some(1.0),
+            ended_at: Some(3.5),
+            state: Some(State::TimedOut),
+            ..JobMeta::default()
+        };
+        let text = format!(
+            "{{\"stdout\":\"x \\\"native_job\\\": 1\",\"{META_KEY}\":{}}}",
+            serde_json::to_string(&meta).unwrap()
+        );
+        assert_eq!(meta_in_tail(text.as_bytes()), Some(meta));
+        assert_eq!(meta_in_tail(b"{\"rc\":0}"), None);
     }
 }

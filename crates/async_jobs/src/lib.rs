@@ -6,20 +6,25 @@
 //! owns everything about that file and nothing about processes:
 //!
 //! - [`jid`]: what a job id may look like, so a lookup never leaves the async dir;
-//! - [`paths`]: `~` expansion the way the wrapper and the controller do it;
+//! - [`paths`]: `~` expansion the way the wrapper and the controller do it,
+//!   the default async dir, a script's `#!` line;
+//! - [`duration`]: the durations users write, range-checked;
+//! - [`clock`]: epoch seconds and their ISO 8601 form;
 //! - [`store`]: the async dir, its checks, and atomic, durable job file writes;
-//! - [`job`]: the states a job file can be in;
+//! - [`job`]: the states a job file can be in, read in bounded memory;
+//! - [`json`]: stream tools for JSON as Python writes it (sanitize, scan, splice);
 //! - [`output`]: turning a module's raw output into the job's result;
 //! - [`pool`]: job slots, so at most N jobs of a named pool run at once;
 //! - [`watch`]: waking when the async dir changes, to wait without polling;
-//! - [`status`]: the `async_status` module's logic, from arguments to result;
-//! - [`manage`]: kill, list and prune, for the module and for people.
+//! - [`status`]: the `async_status` module, from a request to its answer
+//!   (status, cleanup, wait, kill, list, prune, output tails).
 
+pub mod clock;
+pub mod duration;
 pub mod error;
 pub mod jid;
 pub mod job;
-pub mod json_stream;
-pub mod manage;
+pub mod json;
 pub mod output;
 pub mod paths;
 pub mod pool;

@@ -12,10 +12,8 @@
 
 use crate::Object;
 use crate::job::{JobMeta, META_KEY, State};
-use crate::json_stream::{SanitizedReader, write_base64, write_string};
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use crate::json::{SanitizedReader, write_base64, write_string};
 use serde_json::Value;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
@@ -147,31 +145,16 @@ struct ObjectInfo {
     failed: bool,
 }
 
-impl<'de> Deserialize<'de> for ObjectInfo {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ObjectInfo;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ObjectInfo, A::Error> {
-                let mut info = ObjectInfo::default();
-                // Values are skipped without being stored, whatever their size.
-                while let Some(key) = map.next_key::<String>()? {
-                    info.keys += 1;
-                    if key == "warnings" {
-                        info.warnings = Some(map.next_value()?);
-                    } else if key == "failed" {
-                        info.failed = map.next_value::<Value>()? == Value::Bool(true);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(info)
-            }
+impl ObjectInfo {
+    fn of(scanned: &crate::json::Scanned) -> Self {
+        ObjectInfo {
+            keys: scanned.members.len(),
+            // The module's own `warnings`, when a JSON reader can read it
+            // (what Python's json reads and serde does not, NaN say, stays as
+            // the module wrote it and is replaced only when warnings are added).
+            warnings: scanned.value("warnings"),
+            failed: scanned.value::<Value>("failed") == Some(Value::Bool(true)),
         }
-        d.deserialize_map(V)
     }
 }
 
@@ -196,15 +179,16 @@ fn region(file: &mut File, start: u64, len: u64) -> io::Result<impl Read + '_> {
     Ok(BufReader::with_capacity(64 * 1024, file.take(len)))
 }
 
-/// Checks the located JSON: one object, and nothing after it.
+/// Checks the located JSON: one object, and nothing after it. Whatever
+/// Python's `json` reads passes (NaN, Infinity, huge numbers, any nesting):
+/// a result ansible-core takes from a module without async must not become a
+/// failure with it.
 fn inspect(file: &mut File, at: &Located) -> io::Result<Result<(ObjectInfo, usize), String>> {
     let mut reader = SanitizedReader::new(region(file, at.start, at.end - at.start)?);
-    let mut de = serde_json::Deserializer::from_reader(&mut reader);
-    let parsed = ObjectInfo::deserialize(&mut de).and_then(|info| de.end().map(|_| info));
-    Ok(match parsed {
-        Ok(info) => Ok((info, reader.replaced())),
-        Err(e) if e.is_io() => return Err(io::Error::other(e)),
-        Err(e) => Err(format!("invalid JSON ({e})")),
+    Ok(match crate::json::scan(&mut reader, 64 * 1024) {
+        Ok(scanned) => Ok((ObjectInfo::of(&scanned), reader.replaced())),
+        Err(crate::json::ScanError::Io(e)) => return Err(e),
+        Err(e) => Err(e.to_string()),
     })
 }
 

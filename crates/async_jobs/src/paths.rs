@@ -111,25 +111,49 @@ fn home_variants_with(path: &Path, homes: &[PathBuf]) -> Vec<PathBuf> {
     places
 }
 
+/// The async dir as the controller passes it to the wrapper
+/// (`ANSIBLE_ASYNC_DIR`, unexpanded), else ansible-core's default, expanded
+/// with `$HOME` as the builtin wrapper does.
+pub fn default_async_dir() -> PathBuf {
+    let raw = std::env::var("ANSIBLE_ASYNC_DIR").unwrap_or_else(|_| "~/.ansible_async".into());
+    PathBuf::from(expand_user(&raw))
+}
+
+/// The words of a script's `#!` line (interpreter and its argument), from
+/// its first KiB; `None` when the file is not a script (or cannot be read).
+pub fn shebang(path: &Path) -> Option<Vec<std::ffi::OsString>> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let mut head = Vec::with_capacity(1024);
+    std::fs::File::open(path)
+        .ok()?
+        .take(1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    Some(
+        line.split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(|w| std::ffi::OsStr::from_bytes(w).to_os_string())
+            .collect(),
+    )
+}
+
 /// Drops the installed-mode launcher from a module's arguments. A text module
 /// whose `#!` line names an installed binary is run by the kernel as
 /// `<binary> <script> <args...>`; ansible-core always passes the script as an
 /// absolute path, and no job id or args file starts with `#!`.
 pub fn strip_launcher_script(argv: &[std::ffi::OsString]) -> &[std::ffi::OsString] {
-    use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
-    let Some(first) = argv.first() else {
-        return argv;
-    };
-    if !first.as_bytes().starts_with(b"/") {
-        return argv;
+    match argv.first() {
+        Some(first)
+            if first.as_bytes().starts_with(b"/") && shebang(Path::new(first)).is_some() =>
+        {
+            &argv[1..]
+        }
+        _ => argv,
     }
-    let mut head = [0u8; 2];
-    let is_script = std::fs::File::open(first)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && &head == b"#!";
-    if is_script { &argv[1..] } else { argv }
 }
 
 #[cfg(test)]

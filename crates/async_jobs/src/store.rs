@@ -187,7 +187,7 @@ impl AsyncDir {
     /// The open never blocks (a FIFO planted as a job file would hang the
     /// reader) and anything but a regular file is refused before a byte is
     /// read (a character device like `/dev/zero` would never end).
-    fn open_job(&self, jid: &JobId) -> Result<Option<File>> {
+    pub fn open_job(&self, jid: &JobId) -> Result<Option<File>> {
         let err = |source| Error::Read {
             path: self.job_path(jid),
             source,
@@ -284,9 +284,15 @@ impl AsyncDir {
         })
     }
 
-    /// Removes the job file and its captured output; `false` when there was no job file.
+    /// Removes the job file, its captured output and its spare room; `false`
+    /// when there was no job file.
     pub fn remove_job(&self, jid: &JobId) -> Result<bool> {
         self.remove_output(jid);
+        let _ = unlinkat(
+            &self.fd,
+            Spare::name(jid).as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
         match unlinkat(&self.fd, jid.as_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) => {
                 let _ = self.sync();
@@ -340,6 +346,32 @@ impl AsyncDir {
         Ok((create(STDOUT)?, create(STDERR)?))
     }
 
+    /// The job's captured output so far (`stdout`, `stderr`), open for
+    /// reading; `None` when the job has none (not started, or ended). The
+    /// files are refused unless they are regular files, as job files are.
+    pub fn open_output(&self, jid: &JobId) -> Option<(File, File)> {
+        let dir = Self::output_dir_name(jid);
+        let dir_fd = openat(
+            &self.fd,
+            dir.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let open = |name: &str| -> Option<File> {
+            let fd = openat(
+                &dir_fd,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+                Mode::empty(),
+            )
+            .ok()?;
+            let st = fstat(&fd).ok()?;
+            (st.st_mode & libc::S_IFMT == libc::S_IFREG).then(|| File::from(fd))
+        };
+        Some((open(STDOUT)?, open(STDERR)?))
+    }
+
     /// Removes the job's captured output, if any; best effort, nothing to report.
     pub fn remove_output(&self, jid: &JobId) {
         let dir = Self::output_dir_name(jid);
@@ -358,6 +390,85 @@ impl AsyncDir {
 
     fn sync(&self) -> io::Result<()> {
         nix::unistd::fsync(self.fd.as_fd()).map_err(io::Error::from)
+    }
+
+    /// Keeps room for the job's last record: a hidden file of
+    /// [`Spare::BYTES`] written now, while there is space, so a failure can
+    /// be recorded even after the disk has filled up.
+    pub fn create_spare(&self, jid: &JobId) -> Result<Spare> {
+        let name = Spare::name(jid);
+        let err = |e: io::Error| Error::Write {
+            path: self.path.join(&name),
+            source: e,
+        };
+        let fd = openat(
+            &self.fd,
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err(e.into()))?;
+        let mut file = File::from(fd);
+        let filled = file
+            .write_all(&[b' '; Spare::BYTES])
+            .and_then(|()| file.sync_data());
+        if let Err(e) = filled {
+            let _ = unlinkat(&self.fd, name.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(err(e));
+        }
+        Ok(Spare { file, name })
+    }
+}
+
+/// Room kept for a job's last record (see [`AsyncDir::create_spare`]).
+#[derive(Debug)]
+pub struct Spare {
+    file: File,
+    name: String,
+}
+
+impl Spare {
+    /// Enough for a short failure record.
+    pub const BYTES: usize = 4096;
+
+    fn name(jid: &JobId) -> String {
+        format!(".{jid}.spare")
+    }
+
+    /// Writes `data` over the kept room (no new block is needed) and puts it
+    /// in place as the job file, durably.
+    pub fn store(mut self, dir: &AsyncDir, jid: &JobId, data: &Object) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let err = |source| Error::Write {
+            path: dir.job_path(jid),
+            source,
+        };
+        let mut text = serde_json::to_vec(data).map_err(|e| err(e.into()))?;
+        if text.len() > Self::BYTES {
+            // Only a failure this short is kept: its message is cut to fit.
+            let mut short = data.clone();
+            short.insert(
+                "msg".into(),
+                data.get("msg")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|m| m.chars().take(1024).collect::<String>())
+                    .unwrap_or_default()
+                    .into(),
+            );
+            short.remove(crate::job::META_KEY);
+            text = serde_json::to_vec(&short).map_err(|e| err(e.into()))?;
+        }
+        self.file.seek(SeekFrom::Start(0)).map_err(err)?;
+        self.file.write_all(&text).map_err(err)?;
+        self.file.set_len(text.len() as u64).map_err(err)?;
+        self.file.sync_data().map_err(err)?;
+        renameat(&dir.fd, self.name.as_str(), &dir.fd, jid.as_str()).map_err(|e| err(e.into()))?;
+        dir.sync().map_err(err)
+    }
+
+    /// Gives the room back: the result was stored the ordinary way.
+    pub fn discard(self, dir: &AsyncDir) {
+        let _ = unlinkat(&dir.fd, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
     }
 }
 

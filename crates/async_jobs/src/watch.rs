@@ -15,14 +15,28 @@ pub struct DirWatch {
 }
 
 impl DirWatch {
+    /// Wakes when files are published, removed or closed in `dirs`.
     pub fn new<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> io::Result<Self> {
+        Self::watching(dirs, Self::CHANGES)
+    }
+
+    /// Wakes also when a file in `dirs` is written to (a job's output growing).
+    pub fn with_writes<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> io::Result<Self> {
+        Self::watching(dirs, Self::CHANGES | AddWatchFlags::IN_MODIFY)
+    }
+
+    const CHANGES: AddWatchFlags = AddWatchFlags::IN_MOVED_TO
+        .union(AddWatchFlags::IN_MOVED_FROM)
+        .union(AddWatchFlags::IN_CLOSE_WRITE)
+        .union(AddWatchFlags::IN_CREATE)
+        .union(AddWatchFlags::IN_DELETE)
+        .union(AddWatchFlags::IN_DELETE_SELF);
+
+    fn watching<'a>(
+        dirs: impl IntoIterator<Item = &'a Path>,
+        events: AddWatchFlags,
+    ) -> io::Result<Self> {
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
-        let events = AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_DELETE_SELF;
         for dir in dirs {
             inotify.add_watch(dir, events)?;
         }
@@ -37,19 +51,43 @@ impl DirWatch {
     /// Waits until something changed or `timeout` passed; consumes the events.
     /// Returns whether anything changed.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        use nix::poll::{PollFd, PollFlags, poll};
         let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(&mut fds, supervise::poll_timeout(timeout)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(false),
             Ok(_) => {
                 self.drain();
                 Ok(true)
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Looks with `done` until it says so or `deadline` passes, waking when
+    /// the watched dirs change and at least every `tick` (for what writes
+    /// nothing: a supervisor that died). Without a watch (inotify refused,
+    /// a limit reached) it looks every 100 ms. Returns `done`'s last word.
+    pub fn wait_until(
+        watch: Option<&DirWatch>,
+        deadline: std::time::Instant,
+        tick: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        loop {
+            if done() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let nap = left.min(tick);
+            match watch {
+                Some(w) => {
+                    let _ = w.wait(nap);
+                }
+                None => std::thread::sleep(nap.min(Duration::from_millis(100))),
+            }
         }
     }
 

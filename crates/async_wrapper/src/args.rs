@@ -152,9 +152,13 @@ impl WrapperArgs {
 }
 
 fn parse_limit(limit: &str) -> Result<Option<u64>, String> {
-    match limit.parse::<i64>() {
+    let max = async_jobs::duration::MAX_SECS;
+    match limit.parse::<i128>() {
         Ok(0) => Ok(None),
-        Ok(n) if n > 0 => Ok(Some(n as u64)),
+        Ok(n) if n > 0 && n <= i128::from(max) => Ok(Some(n as u64)),
+        Ok(n) if n > 0 => Err(format!(
+            "the time limit {n} s is too long: at most {max} s (about 317 years); use 0 for no limit"
+        )),
         Ok(n) => Err(format!(
             "the time limit must be 0 (none) or a positive number of seconds, got {n}"
         )),
@@ -171,12 +175,7 @@ fn check_module(module: &Path) -> Result<(), String> {
         return Err(format!("the module {} is not a file", module.display()));
     }
     // A script runs through its interpreter line; anything else must be executable.
-    let is_script = std::fs::File::open(module)
-        .and_then(|mut f| {
-            let mut head = [0u8; 2];
-            std::io::Read::read_exact(&mut f, &mut head).map(|_| head == *b"#!")
-        })
-        .unwrap_or(false);
+    let is_script = async_jobs::paths::shebang(module).is_some();
     if !is_script && meta.permissions().mode() & 0o111 == 0 {
         return Err(format!(
             "the module {} is not executable and has no #! line",
@@ -304,6 +303,11 @@ mod tests {
                 &["j1", "-3", m, "_"],
                 "0 (none) or a positive number of seconds, got -3",
             ),
+            (
+                &["j1", "9223372036854775807", m, "_"],
+                "the time limit 9223372036854775807 s is too long",
+            ),
+            (&["j1", "99999999999999999999999", m, "_"], "is too long"),
             (
                 &["j1", "5", "/nonexistent/module", "_"],
                 "the module /nonexistent/module cannot be used",

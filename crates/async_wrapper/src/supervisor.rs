@@ -1,229 +1,166 @@
-//! The detached side of the wrapper: records the job, runs the module, keeps
-//! its time limit, and writes the result. It reports to the launcher through
-//! `notify` exactly once: `ok` when the job file exists, or the reason it
-//! could not get that far.
+//! The detached side of the wrapper: a job's life in small steps, one job
+//! each, as tini writes supervision. [`supervise`] runs them in order:
+//!
+//! 1. [`isolate`]: let go of the controller's channel;
+//! 2. [`prepare`]: take signals, become subreaper, make the output files and
+//!    the spare room for the last record, join the pool, record the job;
+//! 3. tell the launcher, once ([`Report`]): from here on everything that
+//!    happens to the job ends up in its file;
+//! 4. [`Supervisor::queue`]: wait for a pool slot, if the job has to;
+//! 5. [`Supervisor::start`]: run the module;
+//! 6. [`Supervisor::watch`]: wait for its end, its limit or a stop request,
+//!    stopping the whole tree in the last two cases;
+//! 7. [`Supervisor::record`]: write the result (or, if that fails, a short
+//!    failure into the spare room);
+//! 8. [`Supervisor::finish`]: remove what only served the run.
+//!
+//! Every step that fails ends the job through the same path: an [`Ending`],
+//! recorded by step 7.
 
 use crate::args::WrapperArgs;
 use async_jobs::job::{JobMeta, META_KEY, State, module_name, running_record, timeout_result};
 use async_jobs::output::{Captured, Run, write_module_result, write_stopped_result};
 use async_jobs::pool::{PoolSpec, Ticket};
+use async_jobs::store::{Spare, Unsynced};
 use async_jobs::watch::DirWatch;
-use async_jobs::{AsyncDir, JobId};
-use nix::sys::signal::Signal;
+use async_jobs::{AsyncDir, JobId, Object};
+use nix::sys::signal::{SigSet, Signal};
+use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use supervise::identity::Identity;
-use supervise::{Ended, Event};
-use supervise::{StopRequest, Wake};
+use supervise::{Ended, Event, StopRequest, Wake};
 
-/// The task environment variable that sets how long a stopped job gets between
-/// SIGTERM and SIGKILL, in seconds.
-pub const GRACE_ENV: &str = "NATIVE_ASYNC_KILL_GRACE";
-const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+/// What the launcher handed the supervisor.
+pub struct Job<'a> {
+    pub args: &'a WrapperArgs,
+    pub jid: &'a JobId,
+    pub dir: &'a AsyncDir,
+    pub pool: Option<&'a PoolSpec>,
+    /// Between the first signal and SIGKILL when the job is stopped.
+    pub grace: Duration,
+}
 
-/// Runs the job to its end. Returns the process exit code.
-pub fn run(
-    args: &WrapperArgs,
-    jid: &JobId,
-    dir: &AsyncDir,
-    pool: Option<&PoolSpec>,
-    mut notify: File,
-) -> i32 {
-    let prepared = prepare(args, jid, dir, pool);
-    let Prepared {
-        signals,
-        mut recorded,
-        stdout,
-        stderr,
-        ticket,
-        mut meta,
-        me,
-    } = match prepared {
-        Ok(p) => p,
+/// What the supervisor tells the launcher through the pipe, exactly once:
+/// `ok` (then a warning a line) when the job file exists, or why it could
+/// not get that far.
+#[derive(Debug, PartialEq)]
+pub struct Report {
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    fn send(notify: &mut File, outcome: Result<&[String], &str>) {
+        let text = match outcome {
+            Ok(warnings) => std::iter::once("ok")
+                .chain(warnings.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(why) => why.to_string(),
+        };
+        let _ = notify.write_all(text.as_bytes());
+    }
+
+    /// Reads what the supervisor said; `Err` is why the launch failed.
+    pub fn parse(said: &str) -> Result<Report, String> {
+        let mut lines = said.split('\n');
+        match lines.next() {
+            Some("ok") => Ok(Report {
+                warnings: lines.map(str::to_string).collect(),
+            }),
+            Some("") | None => Err("the job supervisor exited before recording the job".into()),
+            Some(_) => Err(said.to_string()),
+        }
+    }
+}
+
+/// How a job ended; each is recorded in its own way.
+#[derive(Debug)]
+pub enum Ending {
+    /// The module exited, or a signal not sent by the supervisor ended it.
+    Exited { child: u32, how: Ended },
+    /// Stopped at its time limit (the tree is gone).
+    TimedOut { child: u32 },
+    /// Stopped on request (the tree is gone); `child` is `None` when the job
+    /// was still queued.
+    Stopped {
+        child: Option<u32>,
+        request: StopRequest,
+    },
+    /// The module could not be started.
+    NotStarted(String),
+    /// The supervisor itself failed.
+    Failed(String),
+}
+
+/// Runs the job to its end; returns the supervisor's exit code.
+pub fn supervise(job: &Job, mut notify: File) -> i32 {
+    let mut warnings = Vec::new();
+    let prepared = isolate().and_then(|()| prepare(job, &mut warnings));
+    let mut sup = match prepared {
+        Ok(s) => s,
         Err(why) => {
-            dir.remove_job(jid).ok();
-            let _ = notify.write_all(why.as_bytes());
+            job.dir.remove_job(job.jid).ok();
+            Report::send(&mut notify, Err(&why));
             return 1;
         }
     };
-    // The launcher may return now: the job file exists, and from here on
-    // everything that happens to the job, a failure to start included, ends up in it.
-    let _ = notify.write_all(b"ok");
+    Report::send(&mut notify, Ok(&warnings));
     drop(notify);
-
-    if meta.queued_at.is_some() {
-        if let Some(t) = &ticket
-            && let Err(stopped) = wait_for_slot(t, &signals)
-        {
-            let msg = match stopped {
-                Ok(req) => format!(
-                    "The job was killed while queued for a slot in pool {:?} ({}); it never started",
-                    meta.pool.as_deref().unwrap_or_default(),
-                    stop_cause(&req)
-                ),
-                Err(e) => format!("The job could not wait for a slot in its pool: {e}"),
-            };
-            let mut result = async_jobs::failure(msg);
-            result.insert("killed".into(), true.into());
-            result.insert("ansible_job_id".into(), jid.as_str().into());
-            result.insert(META_KEY.into(), meta.ended(State::Killed).to_value());
-            drop((stdout, stderr));
-            if let Err(e) = dir.write_job(jid, &result) {
-                store_failure(dir, jid, &e.to_string());
-            }
-            finish(args, jid, dir, ticket);
-            return 1;
-        }
-        meta.started_at = Some(async_jobs::job::now());
-        // The slot is ours: the record says running from here on.
-        match dir.publish_job(jid, &running_record(jid, me.as_ref(), Some(&meta), false)) {
-            Ok(r) => recorded = r,
-            Err(e) => {
-                store_failure(dir, jid, &e.to_string());
-                finish(args, jid, dir, ticket);
-                return 1;
-            }
-        }
-    }
-
-    // The limit is the module's time: it counts from its start.
-    let started_at = Instant::now();
-    let child = match spawn_module(args, stdout.try_clone(), stderr.try_clone()) {
-        Ok(child) => child,
-        Err(e) => {
-            // As the builtin does: the job's result says why the module could not run.
-            let mut result = async_jobs::failure(e.to_string());
-            result.insert("cmd".into(), args.command_line().into());
-            result.insert("outdata".into(), "".into());
-            result.insert("stderr".into(), "".into());
-            result.insert("ansible_job_id".into(), jid.as_str().into());
-            result.insert(META_KEY.into(), meta.ended(State::Failed).to_value());
-            drop((stdout, stderr));
-            if let Err(e) = dir.write_job(jid, &result) {
-                store_failure(dir, jid, &e.to_string());
-            }
-            finish(args, jid, dir, ticket);
-            return 1;
-        }
+    let ending = match sup.queue(job).and_then(|()| sup.start(job)) {
+        Ok(child) => sup.watch(job, child),
+        Err(ending) => ending,
     };
-    meta.child_pid = Some(child.id());
-    // The record names the module's pid too, for `list` and for people.
-    if let Ok(r) = dir.publish_job(jid, &running_record(jid, me.as_ref(), Some(&meta), false)) {
-        recorded = r;
-    }
-
-    // Durable while the module runs: an fsync can take long when the disk is
-    // busy, and neither the launch nor the job should wait for it. If it fails
-    // the disk is failing; the result write below reports that.
-    let _ = recorded.sync();
-    // From here on the supervisor only waits: hold no more memory than that needs.
-    supervise::release_startup_pages();
-    let deadline = args
-        .limit_secs
-        .map(|secs| started_at + Duration::from_secs(secs));
-    let child_pid = child.id();
-    let event = supervise::wait_for(
-        supervise::ProcessId::from_raw(child_pid as i32),
-        deadline,
-        &signals,
-    );
-    let mut cap = Captured { stdout, stderr };
-    let stored = match event {
-        Ok(Event::Ended(ended)) => {
-            let signal = match ended {
-                Ended::Signaled(sig) => Some(sig),
-                Ended::Exited(_) => None,
-            };
-            let run = Run {
-                cmd: &args.command_line(),
-                jid: jid.as_str(),
-                signal,
-                meta: Some(&meta),
-            };
-            dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
-        }
-        Ok(Event::Deadline) => {
-            supervise::stop_tree(Signal::SIGTERM, grace(), &signals);
-            let meta = meta.ended(State::TimedOut);
-            dir.write_job_with(jid, |w| {
-                write_stopped_result(&timeout_result(child_pid), Some(&meta), &mut cap, w)
-            })
-        }
-        Ok(Event::StopRequested(req)) => {
-            supervise::stop_tree(req.first_signal(), grace(), &signals);
-            let mut head = async_jobs::failure(format!("The job was {}", stop_cause(&req)));
-            head.insert("killed".into(), true.into());
-            head.insert("signal".into(), req.first_signal().as_str().into());
-            head.insert("child_pid".into(), child_pid.into());
-            let meta = meta.ended(State::Killed);
-            dir.write_job_with(jid, |w| {
-                write_stopped_result(&head, Some(&meta), &mut cap, w)
-            })
-        }
-        Err(e) => {
-            let mut result = async_jobs::failure(format!(
-                "The job's supervisor lost track of the module: {e}"
-            ));
-            result.insert(META_KEY.into(), meta.ended(State::Failed).to_value());
-            dir.write_job(jid, &result)
-        }
-    };
-    // Closed, the capture files free their space (a full disk may be why the result failed).
-    drop(cap);
-    if let Err(e) = stored {
-        store_failure(dir, jid, &e.to_string());
-    }
-    finish(args, jid, dir, ticket);
-    0
+    let code = i32::from(!matches!(ending, Ending::Exited { .. }));
+    sup.record(job, ending);
+    sup.finish(job);
+    code
 }
 
-/// What a stop request did, for the result's `msg`.
-fn stop_cause(req: &StopRequest) -> String {
-    match req.asked {
-        Some(sig) => format!(
-            "killed on request (async_status mode=kill): {sig} to its processes, SIGKILL to any left after {} s",
-            grace().as_secs_f64()
-        ),
-        None => format!("stopped: its supervisor received {}", req.received),
-    }
+/// Step 1: stdio to /dev/null and every inherited descriptor closed, so the
+/// controller's channel closes at once; files the module creates get the
+/// builtin's permissions.
+pub fn isolate() -> Result<(), String> {
+    supervise::isolate_descriptors()
+        .map_err(|e| format!("the job supervisor could not detach from the controller: {e}"))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    Ok(())
 }
 
-struct Prepared<'a> {
-    signals: nix::sys::signal::SigSet,
-    recorded: async_jobs::store::Unsynced<'a>,
+/// A prepared job, with everything its supervisor holds.
+pub struct Supervisor<'a> {
+    signals: SigSet,
+    recorded: Option<Unsynced<'a>>,
     stdout: File,
     stderr: File,
+    spare: Option<Spare>,
     /// The job's place in its pool, if it has one.
     ticket: Option<Ticket>,
+    queued: bool,
     meta: JobMeta,
     me: Option<Identity>,
 }
 
-/// Everything that must hold before the module may start: signals taken
-/// synchronously, orphans re-parented here, a place in the job's pool, the
-/// job recorded (as queued when the pool has no free slot, else running),
-/// and files for the module's output.
-fn prepare<'a>(
-    args: &WrapperArgs,
-    jid: &JobId,
-    dir: &'a AsyncDir,
-    pool: Option<&PoolSpec>,
-) -> Result<Prepared<'a>, String> {
+/// Step 2: everything that must hold before the module may start: signals
+/// taken synchronously, orphans re-parented here, files for the module's
+/// output and room for the last record, a place in the job's pool, and the
+/// job recorded (as queued when the pool has no free slot, else running).
+pub fn prepare<'a>(job: &Job<'a>, warnings: &mut Vec<String>) -> Result<Supervisor<'a>, String> {
     let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
-    supervise::become_subreaper();
-    let (stdout, stderr) = dir.create_output(jid).map_err(|e| e.to_string())?;
-    let me = Identity::current();
-    let mut meta = JobMeta {
-        module: module_name(&args.module),
-        pool: pool.map(|p| p.name.clone()),
-        ..JobMeta::default()
-    };
-    let ticket = match pool {
+    if let Err(e) = supervise::become_subreaper() {
+        warnings.push(format!(
+            "the job supervisor could not register as child subreaper ({e}): processes of the job \
+             that leave its process group (setsid, double fork) will not be stopped at its limit"
+        ));
+    }
+    let (stdout, stderr) = job.dir.create_output(job.jid).map_err(|e| e.to_string())?;
+    let spare = job.dir.create_spare(job.jid).map_err(|e| e.to_string())?;
+    let ticket = match job.pool {
         Some(spec) => Some(
-            Ticket::take(dir, spec, jid)
+            Ticket::take(job.dir, spec, job.jid)
                 .map_err(|e| format!("could not join the job pool {:?}: {e}", spec.name))?,
         ),
         None => None,
@@ -234,130 +171,388 @@ fn prepare<'a>(
             .map_err(|e| format!("could not read the job pool {}: {e}", t.dir().display()))?,
         None => true,
     };
-    if admitted {
-        meta.started_at = Some(async_jobs::job::now());
-    } else {
-        meta.queued_at = Some(async_jobs::job::now());
-    }
-    let recorded = dir
-        .publish_job(
-            jid,
-            &running_record(jid, me.as_ref(), Some(&meta), !admitted),
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(Prepared {
+    let now = async_jobs::clock::now();
+    let meta = JobMeta {
+        module: module_name(&job.args.module),
+        pool: job.pool.map(|p| p.name.clone()),
+        started_at: admitted.then_some(now),
+        queued_at: (!admitted).then_some(now),
+        ..JobMeta::default()
+    };
+    let mut sup = Supervisor {
         signals,
-        recorded,
+        recorded: None,
         stdout,
         stderr,
+        spare: Some(spare),
         ticket,
+        queued: !admitted,
         meta,
-        me,
-    })
+        me: Identity::current(),
+    };
+    sup.publish(job).map_err(|e| e.to_string())?;
+    Ok(sup)
 }
 
-/// Waits until the ticket's pool has a slot for it. The pool dir changes when
-/// a job leaves its slot, or when a supervisor that died closes its ticket;
-/// the periodic look is a safety net for changes inotify cannot see (another
-/// host's writes on a shared home).
-fn wait_for_slot(
-    ticket: &Ticket,
-    signals: &nix::sys::signal::SigSet,
-) -> Result<(), Result<StopRequest, String>> {
-    let watch = DirWatch::new([ticket.dir()]).map_err(|e| Err(e.to_string()))?;
-    loop {
-        if ticket.admitted().map_err(|e| Err(e.to_string()))? {
+impl<'a> Supervisor<'a> {
+    /// Publishes the running record as it stands (durable a moment later).
+    fn publish(&mut self, job: &Job<'a>) -> async_jobs::Result<()> {
+        let record = running_record(job.jid, self.me.as_ref(), Some(&self.meta), self.queued);
+        self.recorded = Some(job.dir.publish_job(job.jid, &record)?);
+        Ok(())
+    }
+
+    /// Step 4: waits until the pool has a slot for the job. The pool dir
+    /// changes when a job leaves its slot, or when a supervisor that died
+    /// closes its ticket; the periodic look is a safety net for changes
+    /// inotify cannot see (another host's writes on a shared home).
+    pub fn queue(&mut self, job: &Job<'a>) -> Result<(), Ending> {
+        let Some(ticket) = self.ticket.as_ref().filter(|_| self.queued) else {
             return Ok(());
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            Ending::Failed(format!(
+                "The job could not wait for a slot in its pool: {e}"
+            ))
+        };
+        let watch = DirWatch::new([ticket.dir()]).map_err(|e| failed(&e))?;
+        while !ticket.admitted().map_err(|e| failed(&e))? {
+            match supervise::wait_readable(watch.fd(), Duration::from_secs(5), &self.signals) {
+                Ok(Wake::Stop(request)) => {
+                    return Err(Ending::Stopped {
+                        child: None,
+                        request,
+                    });
+                }
+                Ok(Wake::Ready) => watch.drain(),
+                Ok(Wake::Timeout) => {}
+                Err(e) => return Err(failed(&e)),
+            }
         }
-        match supervise::wait_readable(watch.fd(), Duration::from_secs(5), signals) {
-            Ok(Wake::Stop(req)) => return Err(Ok(req)),
-            Ok(Wake::Ready) => watch.drain(),
-            Ok(Wake::Timeout) => {}
-            Err(e) => return Err(Err(e.to_string())),
+        // The slot is the job's: the record says running from here on.
+        self.queued = false;
+        self.meta.started_at = Some(async_jobs::clock::now());
+        self.publish(job)
+            .map_err(|e| Ending::Failed(format!("The job could not be recorded as started: {e}")))
+    }
+
+    /// Step 5: starts the module in a process group of its own, with stdin at
+    /// EOF and its output going to the job's files, and records who it is.
+    pub fn start(&mut self, job: &Job<'a>) -> Result<(u32, Instant), Ending> {
+        let argv = module_command(job.args);
+        let child = spawn(&argv, &self.stdout, &self.stderr)
+            .map_err(|e| Ending::NotStarted(spawn_error(&argv, &e)))?;
+        // The limit is the module's time: it counts from its start.
+        let started = Instant::now();
+        let pid = child.id();
+        self.meta.child_pid = Some(pid);
+        self.meta.child_start_ticks = Identity::of(pid).map(|i| i.start_ticks);
+        // The record names the module too: for `list`, and to stop what is
+        // left of the job should the supervisor die.
+        let _ = self.publish(job);
+        // Durable while the module runs: an fsync can take long when the disk
+        // is busy, and neither the launch nor the job should wait for it. If it
+        // fails the disk is failing; the result write reports that.
+        if let Some(r) = self.recorded.take() {
+            let _ = r.sync();
+        }
+        // From here on the supervisor only waits: hold no more memory than that needs.
+        supervise::release_startup_pages();
+        Ok((pid, started))
+    }
+
+    /// Step 6: waits for the module's end, its limit, or a request to stop;
+    /// at the limit or on request, stops the whole tree before returning.
+    pub fn watch(&mut self, job: &Job<'a>, (child, started): (u32, Instant)) -> Ending {
+        let deadline = job
+            .args
+            .limit_secs
+            .and_then(|secs| started.checked_add(Duration::from_secs(secs)));
+        let event = supervise::wait_for(
+            supervise::ProcessId::from_raw(child as i32),
+            deadline,
+            &self.signals,
+        );
+        match event {
+            Ok(Event::Ended(how)) => Ending::Exited { child, how },
+            Ok(Event::Deadline) => {
+                supervise::stop_tree(Signal::SIGTERM, job.grace, &self.signals);
+                Ending::TimedOut { child }
+            }
+            Ok(Event::StopRequested(request)) => {
+                supervise::stop_tree(request.first_signal(), job.grace, &self.signals);
+                Ending::Stopped {
+                    child: Some(child),
+                    request,
+                }
+            }
+            Err(e) => Ending::Failed(format!(
+                "The job's supervisor lost track of the module: {e}"
+            )),
+        }
+    }
+
+    /// Step 7: writes the job's result. When it cannot be stored (a full
+    /// disk, most likely), a short failure saying how the job ended and why
+    /// the result was lost goes into the room kept for it, so the job never
+    /// reads as running forever, nor as a crash it was not.
+    pub fn record(&mut self, job: &Job<'a>, ending: Ending) {
+        let stored = self.write_result(job, &ending);
+        let spare = self.spare.take();
+        match stored {
+            Ok(()) => {
+                if let Some(s) = spare {
+                    s.discard(job.dir);
+                }
+            }
+            Err(e) => {
+                let mut short = async_jobs::failure(format!(
+                    "{} but its result could not be stored: {e}",
+                    describe(&ending)
+                ));
+                short.insert("ansible_job_id".into(), job.jid.as_str().into());
+                if let Ending::Exited {
+                    how: Ended::Exited(rc),
+                    ..
+                } = ending
+                {
+                    short.insert("rc".into(), rc.into());
+                }
+                short.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
+                let kept = spare.map(|s| s.store(job.dir, job.jid, &short));
+                if !matches!(kept, Some(Ok(()))) {
+                    // Without the spare (never made), try an ordinary write.
+                    let _ = job.dir.write_job(job.jid, &short);
+                }
+            }
+        }
+    }
+
+    fn write_result(&mut self, job: &Job<'a>, ending: &Ending) -> async_jobs::Result<()> {
+        let (dir, jid) = (job.dir, job.jid);
+        let mut cap = Captured {
+            stdout: self
+                .stdout
+                .try_clone()
+                .map_err(|source| async_jobs::Error::Write {
+                    path: dir.job_path(jid),
+                    source,
+                })?,
+            stderr: self
+                .stderr
+                .try_clone()
+                .map_err(|source| async_jobs::Error::Write {
+                    path: dir.job_path(jid),
+                    source,
+                })?,
+        };
+        match ending {
+            Ending::Exited { how, .. } => {
+                let signal = match how {
+                    Ended::Signaled(sig) => Some(*sig),
+                    Ended::Exited(_) => None,
+                };
+                let run = Run {
+                    cmd: &job.args.command_line(),
+                    jid: jid.as_str(),
+                    signal,
+                    meta: Some(&self.meta),
+                };
+                dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
+            }
+            Ending::TimedOut { child } => {
+                let meta = self.meta.ended(State::TimedOut);
+                dir.write_job_with(jid, |w| {
+                    write_stopped_result(&timeout_result(*child), Some(&meta), &mut cap, w)
+                })
+            }
+            Ending::Stopped { child, request } => {
+                let mut head = async_jobs::failure(match child {
+                    Some(_) => format!("The job was {}", stop_cause(request, job.grace)),
+                    None => format!(
+                        "The job was killed while queued for a slot in pool {:?} ({}); it never started",
+                        self.meta.pool.as_deref().unwrap_or_default(),
+                        stop_cause(request, job.grace)
+                    ),
+                });
+                head.insert("killed".into(), true.into());
+                if let Some(pid) = child {
+                    head.insert("signal".into(), request.first_signal().as_str().into());
+                    head.insert("child_pid".into(), (*pid).into());
+                } else {
+                    head.insert("ansible_job_id".into(), jid.as_str().into());
+                }
+                let meta = self.meta.ended(State::Killed);
+                dir.write_job_with(jid, |w| {
+                    write_stopped_result(&head, Some(&meta), &mut cap, w)
+                })
+            }
+            Ending::NotStarted(why) => {
+                // As the builtin does: the job's result says why the module could not run.
+                let mut result = async_jobs::failure(why.clone());
+                result.insert("cmd".into(), job.args.command_line().into());
+                result.insert("outdata".into(), "".into());
+                result.insert("stderr".into(), "".into());
+                result.insert("ansible_job_id".into(), jid.as_str().into());
+                result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
+                dir.write_job(jid, &result)
+            }
+            Ending::Failed(why) => {
+                let mut result: Object = async_jobs::failure(why.clone());
+                result.insert("ansible_job_id".into(), jid.as_str().into());
+                result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
+                dir.write_job(jid, &result)
+            }
+        }
+    }
+
+    /// Step 8: removes what only served the run: captured output, the pool
+    /// slot, and the tmp dir the wrapper owns.
+    pub fn finish(self, job: &Job<'a>) {
+        job.dir.remove_output(job.jid);
+        if let Some(t) = self.ticket {
+            t.leave();
+        }
+        if let Some(tmp) = job.args.owned_tmp_dir() {
+            let _ = std::fs::remove_dir_all(tmp);
         }
     }
 }
 
-/// Starts the module in a process group of its own, with stdin at EOF and its
-/// output going to the job's files. A script runs through its `#!` line, as the
-/// builtin does (which lets a script interpreter work where `exec` of a script would not).
-fn spawn_module(
-    args: &WrapperArgs,
-    stdout: std::io::Result<File>,
-    stderr: std::io::Result<File>,
-) -> std::io::Result<std::process::Child> {
-    let argv = match &args.command {
-        Some(command) => command.clone(),
-        None => {
-            let mut argv = interpreter_of(&args.module);
-            argv.push(args.module.clone().into_os_string());
-            if let Some(a) = &args.args_file {
-                argv.push(a.clone().into_os_string());
-            }
-            argv
-        }
-    };
-    if argv.is_empty() {
+/// How the job ended, for a failure that has to say so.
+fn describe(ending: &Ending) -> String {
+    match ending {
+        Ending::Exited {
+            how: Ended::Exited(rc),
+            ..
+        } => format!("The module exited with code {rc}"),
+        Ending::Exited {
+            how: Ended::Signaled(sig),
+            ..
+        } => format!("The module was killed by signal {sig}"),
+        Ending::TimedOut { .. } => "The job was stopped at its time limit".into(),
+        Ending::Stopped { .. } => "The job was killed on request".into(),
+        Ending::NotStarted(why) | Ending::Failed(why) => why.clone(),
+    }
+}
+
+/// What a stop request did, for the result's `msg`.
+fn stop_cause(req: &StopRequest, grace: Duration) -> String {
+    match req.asked {
+        Some(sig) => format!(
+            "killed on request (async_status mode=kill): {sig} to its processes, SIGKILL to any left after {} s",
+            grace.as_secs_f64()
+        ),
+        None => format!("stopped: its supervisor received {}", req.received),
+    }
+}
+
+/// The module's command line: the controller's own (2.21 on), else the
+/// module through its `#!` line (which lets a script interpreter work where
+/// `exec` of a script would not), plus its args file.
+pub fn module_command(args: &WrapperArgs) -> Vec<OsString> {
+    if let Some(command) = &args.command {
+        return command.clone();
+    }
+    let mut argv = async_jobs::paths::shebang(&args.module).unwrap_or_default();
+    argv.push(args.module.clone().into_os_string());
+    if let Some(a) = &args.args_file {
+        argv.push(a.clone().into_os_string());
+    }
+    argv
+}
+
+fn spawn(argv: &[OsString], stdout: &File, stderr: &File) -> std::io::Result<std::process::Child> {
+    let Some((program, rest)) = argv.split_first() else {
         return Err(std::io::Error::other(
             "the controller gave no command to run",
         ));
-    }
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
         .stdin(Stdio::null())
-        .stdout(stdout?)
-        .stderr(stderr?)
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
         .process_group(0);
     supervise::reset_signals_on_exec(&mut cmd);
     cmd.spawn()
 }
 
-/// The `#!` line of a script as argv words; empty for a binary.
-fn interpreter_of(module: &std::path::Path) -> Vec<std::ffi::OsString> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut head = Vec::with_capacity(1024);
-    if let Ok(f) = File::open(module) {
-        let _ = f.take(1024).read_to_end(&mut head);
-    }
-    let Some(line) = head.strip_prefix(b"#!") else {
-        return Vec::new();
+/// Why the module could not start, naming what is missing: a missing
+/// interpreter gives the same error as a missing module, and only the name
+/// tells the user which line of their inventory to fix.
+pub fn spawn_error(argv: &[OsString], e: &std::io::Error) -> String {
+    let program = argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let found = if program.contains('/') {
+        std::path::Path::new(&program).exists()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(&program).is_file()))
     };
-    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
-    line.split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .map(|w| std::ffi::OsStr::from_bytes(w).to_os_string())
-        .collect()
-}
-
-/// The result could not be stored (a full disk, most likely): store a short
-/// failure that says why, so the job never reads as running forever.
-fn store_failure(dir: &AsyncDir, jid: &JobId, why: &str) {
-    // The capture files may be what filled the disk (the caller has closed them).
-    dir.remove_output(jid);
-    let mut short = async_jobs::failure(format!(
-        "The job ended but its result could not be stored: {why}"
-    ));
-    short.insert("ansible_job_id".into(), jid.as_str().into());
-    let _ = dir.write_job(jid, &short);
-}
-
-/// Removes what only served the run: captured output, the pool slot, and the
-/// tmp dir the wrapper owns.
-fn finish(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir, ticket: Option<Ticket>) {
-    dir.remove_output(jid);
-    if let Some(t) = ticket {
-        t.leave();
-    }
-    if let Some(tmp) = args.owned_tmp_dir() {
-        let _ = std::fs::remove_dir_all(tmp);
+    let what = if argv.len() > 1 {
+        "interpreter"
+    } else {
+        "module"
+    };
+    if !found {
+        format!(
+            "The module could not be started: its {what} {program} was not found ({e}); \
+             check ansible_python_interpreter or the module's #! line"
+        )
+    } else {
+        format!("The module could not be started: running {program} failed: {e}")
     }
 }
 
-fn grace() -> Duration {
-    std::env::var(GRACE_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_GRACE)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_round_trips() {
+        assert_eq!(Report::parse("ok"), Ok(Report { warnings: vec![] }));
+        assert_eq!(
+            Report::parse("ok\nw1\nw2"),
+            Ok(Report {
+                warnings: vec!["w1".into(), "w2".into()]
+            })
+        );
+        assert!(
+            Report::parse("")
+                .unwrap_err()
+                .contains("exited before recording")
+        );
+        assert_eq!(Report::parse("disk full").unwrap_err(), "disk full");
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_named() {
+        let argv: Vec<OsString> = vec!["/usr/bin/python3.nope".into(), "/tmp/m.py".into()];
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let msg = spawn_error(&argv, &e);
+        assert!(
+            msg.contains("its interpreter /usr/bin/python3.nope was not found"),
+            "{msg}"
+        );
+        let argv: Vec<OsString> = vec!["no-such-program-here".into()];
+        assert!(spawn_error(&argv, &e).contains("its module no-such-program-here was not found"));
+        let argv: Vec<OsString> = vec!["/bin/sh".into(), "/x".into()];
+        assert!(spawn_error(&argv, &e).contains("running /bin/sh failed"));
+    }
+
+    #[test]
+    fn endings_say_how_the_job_ended() {
+        let exited = Ending::Exited {
+            child: 1,
+            how: Ended::Exited(3),
+        };
+        assert_eq!(describe(&exited), "The module exited with code 3");
+        assert_eq!(
+            describe(&Ending::TimedOut { child: 1 }),
+            "The job was stopped at its time limit"
+        );
+    }
 }

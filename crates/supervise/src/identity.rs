@@ -26,9 +26,22 @@ pub enum Liveness {
 }
 
 impl Identity {
-    /// The identity of this process.
+    /// The identity of this process. Read through its main thread's
+    /// `task/<tid>/stat`, not `/proc/self/stat`: an emulator (qemu-user)
+    /// fakes the start time in the latter for the emulated process itself,
+    /// and a reader elsewhere would then take the job for lost.
     pub fn current() -> Option<Self> {
         let pid = std::process::id();
+        let stat = crate::procfs::Stat::read_path(&format!("/proc/{pid}/task/{pid}/stat"))?;
+        Some(Identity {
+            pid,
+            start_ticks: stat.start_ticks,
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// The identity of another process that still runs.
+    pub fn of(pid: u32) -> Option<Self> {
         Some(Identity {
             pid,
             start_ticks: start_ticks(pid)?,
@@ -63,18 +76,12 @@ pub fn boot_time() -> Option<u64> {
         .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
 }
 
-/// Field 22 of /proc/<pid>/stat, for a process that still runs. The fields
-/// are counted after the command name, which is in parentheses and may itself
-/// hold spaces or parentheses. A zombie (state Z or X) has ended: its parent
-/// just has not reaped it (an init that does not reap, in some containers).
+/// The start time of `pid` (field 22 of /proc/<pid>/stat), for a process
+/// that still runs. A zombie (state Z or X) has ended: its parent just has
+/// not reaped it (an init that does not reap, in some containers).
 fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    if matches!(fields.next()?, "Z" | "X" | "x") {
-        return None;
-    }
-    // The state was field 3, so field 22 is the 19th of the rest.
-    fields.nth(18)?.parse().ok()
+    let stat = crate::procfs::Stat::read(i32::try_from(pid).ok()?)?;
+    (!stat.ended()).then_some(stat.start_ticks)
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@
 //! The supervisor is single-threaded, which is what makes `fork` here sound.
 
 pub mod identity;
+mod orphans;
+pub mod procfs;
+
+pub use orphans::{Stopped, orphans_of, stop_orphans};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -98,8 +102,8 @@ fn close_inherited() {
 
 /// Makes orphaned descendants (double forks, setsid daemons) re-parent to this
 /// process instead of init, so a limit or a kill can find and stop them.
-pub fn become_subreaper() -> bool {
-    nix::sys::prctl::set_child_subreaper(true).is_ok()
+pub fn become_subreaper() -> std::result::Result<(), Errno> {
+    nix::sys::prctl::set_child_subreaper(true)
 }
 
 /// The signals the supervisor handles synchronously: child exits, and the
@@ -246,6 +250,13 @@ pub fn request_stop(pid: Pid, first: Signal) -> std::io::Result<()> {
     }
 }
 
+/// A timeout for `poll`, in its whole milliseconds (rounded up, so a short
+/// wait never becomes a busy loop; capped at what `poll` takes).
+pub fn poll_timeout(timeout: Duration) -> nix::poll::PollTimeout {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+    nix::poll::PollTimeout::try_from(millis).unwrap_or(nix::poll::PollTimeout::MAX)
+}
+
 /// What a wait for a descriptor ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -265,19 +276,15 @@ pub fn wait_readable(
     timeout: Duration,
     signals: &SigSet,
 ) -> Result<Wake> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::poll::{PollFd, PollFlags, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(Error::Wait)?;
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
     let mut fds = [
         PollFd::new(fd, PollFlags::POLLIN),
         PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
     ];
-    match poll(
-        &mut fds,
-        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-    ) {
+    match poll(&mut fds, poll_timeout(timeout)) {
         Ok(_) | Err(Errno::EINTR) => {}
         Err(e) => return Err(Error::Wait(e)),
     }
@@ -434,22 +441,10 @@ fn children_of(pid: i32) -> Option<Vec<i32>> {
 
 /// The descendants of `root` by reading every process's parent in /proc.
 fn scan_descendants(root: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut parent_of: Vec<(i32, i32)> = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(ppid) = read_ppid(pid) {
-            parent_of.push((pid, ppid));
-        }
-    }
+    let parent_of: Vec<(i32, i32)> = procfs::pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, read_ppid(pid)?)))
+        .collect();
     let mut found = vec![root];
     let mut i = 0;
     while i < found.len() {
@@ -465,11 +460,9 @@ fn scan_descendants(root: i32) -> Vec<i32> {
     found.split_off(1)
 }
 
-/// The parent pid in /proc/<pid>/stat (the field after the command name, which may hold spaces).
+/// The parent pid of `pid`.
 fn read_ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    procfs::Stat::read(pid).map(|s| s.ppid)
 }
 
 fn signal_tree(sig: Signal) -> usize {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const STATUS: &str = env!("CARGO_BIN_EXE_async_status");
+const BINARY: &str = env!("CARGO_BIN_EXE_native_async");
 
 /// Two results that differ everywhere, large enough to take several writes each.
 fn record(n: u64) -> Object {
@@ -77,7 +77,10 @@ fn readers_never_see_a_partial_job_file() {
         workers.push(thread::spawn(move || {
             let bytes = std::fs::read(&args).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                check(&Value::Object(async_jobs::status::run(&bytes).body), &seen);
+                check(
+                    &async_jobs::status::run(&bytes).body.to_value().unwrap(),
+                    &seen,
+                );
             }
         }));
     }
@@ -85,7 +88,13 @@ fn readers_never_see_a_partial_job_file() {
     let mut processes = 0;
     while Instant::now() < until {
         let children: Vec<_> = (0..4)
-            .map(|_| Command::new(STATUS).arg(&args).output().unwrap())
+            .map(|_| {
+                Command::new(BINARY)
+                    .arg("status")
+                    .arg(&args)
+                    .output()
+                    .unwrap()
+            })
             .collect();
         for out in children {
             let body: Value =

@@ -1,0 +1,234 @@
+//! `mode: kill`: stopping a job's whole tree through its supervisor, as a
+//! limit does (the asked signal to its processes, the grace period, then
+//! SIGKILL), and recording it as killed. When the supervisor is gone (a lost
+//! job), what is left of the job is found from the module's recorded
+//! identity and stopped the same way.
+
+use super::answer::Answer;
+use super::inspect::{inspect, job_status, lost_reason};
+use crate::job::{JobFile, Record};
+use crate::watch::DirWatch;
+use crate::{AsyncDir, JobId};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use supervise::identity::Liveness;
+
+/// How long `mode: kill` waits for the supervisor to record the end: its
+/// grace period (3 s by default) and then some.
+const KILL_WAIT: Duration = Duration::from_secs(60);
+
+/// The answer of a kill.
+#[derive(Debug, Serialize)]
+struct Killed {
+    ansible_job_id: String,
+    changed: bool,
+    killed: bool,
+    started: bool,
+    finished: bool,
+    msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost: Option<bool>,
+    /// Processes of a lost job that were stopped, and any that would not go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    left: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<bool>,
+}
+
+impl Killed {
+    fn new(jid: &JobId, changed: bool, killed: bool, msg: String) -> Self {
+        Killed {
+            ansible_job_id: jid.as_str().into(),
+            changed,
+            killed,
+            started: true,
+            finished: true,
+            msg,
+            signal: None,
+            lost: None,
+            stopped: None,
+            left: None,
+            failed: None,
+        }
+    }
+}
+
+/// Stops job `jid` of `dir`, `first` to its processes first.
+pub fn kill(dir: &AsyncDir, jid: &JobId, first: Signal, check_mode: bool) -> Answer {
+    let read = match inspect(dir, jid) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let record = match &read.file {
+        JobFile::Finished(o) => {
+            let msg = format!(
+                "job {jid} had already ended ({}); nothing to kill",
+                o.state.as_str()
+            );
+            return Answer::module(&Killed::new(jid, false, false, msg));
+        }
+        JobFile::Running(record) => record,
+        JobFile::Empty | JobFile::Corrupt(_) => {
+            return Answer::job_failure(
+                jid.as_str(),
+                format!(
+                    "the job file of {jid} cannot be read as a record (being written?); try again"
+                ),
+            );
+        }
+    };
+    let Some(supervisor) = &record.supervisor else {
+        return Answer::job_failure(
+            jid.as_str(),
+            format!(
+                "job {jid} was started by ansible-core's builtin async_wrapper, which records no \
+                 supervisor to stop it; only jobs started by the native async_wrapper can be killed"
+            ),
+        );
+    };
+    if let Some(why) = lost_reason(dir, jid, &read.file) {
+        return kill_lost(jid, record, why, first, check_mode);
+    }
+    if check_mode {
+        let msg = format!("would kill job {jid} ({} first)", first.as_str());
+        return Answer::module(&Killed::new(jid, true, false, msg));
+    }
+    // Watching starts before the request, so the end cannot slip by unseen.
+    let watch = DirWatch::new([dir.path()]).ok();
+    let pid = supervise::ProcessId::from_raw(supervisor.pid as i32);
+    if let Err(e) = supervise::request_stop(pid, first) {
+        if supervisor.liveness() == Liveness::Gone {
+            // It ended between the look and the request: report what it wrote.
+            return ended_meanwhile(dir, jid);
+        }
+        return Answer::job_failure(
+            jid.as_str(),
+            format!(
+                "could not signal the job's supervisor (pid {}): {e}",
+                supervisor.pid
+            ),
+        );
+    }
+    let mut ended = None;
+    DirWatch::wait_until(
+        watch.as_ref(),
+        Instant::now() + KILL_WAIT,
+        Duration::from_secs(1),
+        || {
+            if let Ok(r) = inspect(dir, jid)
+                && let JobFile::Finished(o) = r.file
+            {
+                ended = Some(o.state);
+                return true;
+            }
+            supervisor.liveness() == Liveness::Gone
+        },
+    );
+    let Some(state) = ended else {
+        return ended_meanwhile(dir, jid);
+    };
+    let killed = state == crate::job::State::Killed;
+    let msg = if killed {
+        format!(
+            "job {jid} killed: {} to its processes, then SIGKILL to any left after the grace period",
+            first.as_str()
+        )
+    } else {
+        format!(
+            "job {jid} ended ({}) before the kill reached it",
+            state.as_str()
+        )
+    };
+    Answer::module(&Killed {
+        signal: Some(first.as_str()),
+        ..Killed::new(jid, killed, killed, msg)
+    })
+}
+
+/// A job whose supervisor is gone: its module and the rest of its tree may
+/// still run, re-parented to init. Those are found by the module's recorded
+/// identity (pid and start time, so a reused pid is never hit) and stopped.
+fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mode: bool) -> Answer {
+    let module = record
+        .meta
+        .as_ref()
+        .zip(record.supervisor.as_ref())
+        .and_then(|(m, s)| m.module_process(s));
+    let Some(module) = module.filter(|m| m.liveness() != Liveness::Rebooted) else {
+        let msg = format!("job {jid} is lost; nothing to kill: {why}");
+        return Answer::module(&Killed {
+            lost: Some(true),
+            ..Killed::new(jid, false, false, msg)
+        });
+    };
+    let found = supervise::orphans_of(&module);
+    if found.is_empty() {
+        let msg =
+            format!("job {jid} is lost and none of its processes is left; nothing to kill: {why}");
+        return Answer::module(&Killed {
+            lost: Some(true),
+            ..Killed::new(jid, false, false, msg)
+        });
+    }
+    if check_mode {
+        let msg = format!("would kill what is left of lost job {jid}: pids {found:?}");
+        return Answer::module(&Killed {
+            lost: Some(true),
+            ..Killed::new(jid, true, false, msg)
+        });
+    }
+    let grace = crate::duration::kill_grace().unwrap_or(crate::duration::DEFAULT_GRACE);
+    let stopped = supervise::stop_orphans(&module, first, grace);
+    let msg = if stopped.left.is_empty() {
+        format!(
+            "job {jid} is lost ({why}); what was left of it (pids {:?}) was killed: {} first, SIGKILL after {} s",
+            stopped.stopped,
+            first.as_str(),
+            grace.as_secs_f64()
+        )
+    } else {
+        format!(
+            "job {jid} is lost ({why}); pids {:?} of it are still running after SIGKILL",
+            stopped.left
+        )
+    };
+    let clean = stopped.left.is_empty();
+    Answer::module(&Killed {
+        signal: Some(first.as_str()),
+        lost: Some(true),
+        failed: (!clean).then_some(true),
+        left: (!clean).then_some(stopped.left),
+        stopped: Some(stopped.stopped),
+        ..Killed::new(jid, true, clean, msg)
+    })
+}
+
+/// The answer when the supervisor went away during a kill: whatever it recorded.
+fn ended_meanwhile(dir: &AsyncDir, jid: &JobId) -> Answer {
+    let mut status = job_status(dir, jid);
+    let body = status.body.to_value().unwrap_or_default();
+    if body.get("killed") == Some(&serde_json::Value::Bool(true)) {
+        return Answer::module(&Killed::new(jid, true, true, format!("job {jid} killed")));
+    }
+    #[derive(Serialize)]
+    struct NoEnd {
+        #[serde(flatten)]
+        failure: super::answer::JobFailure,
+        status: serde_json::Value,
+    }
+    Answer::module(&NoEnd {
+        failure: super::answer::JobFailure::new(
+            jid.as_str(),
+            format!(
+                "asked the supervisor of job {jid} to stop it, but no end was recorded within {} s",
+                KILL_WAIT.as_secs()
+            ),
+        ),
+        status: body,
+    })
+}

@@ -1,0 +1,212 @@
+//! `mode: list` (and `async_status list` for people): every job in the async
+//! dir, newest first, read cheaply: a big result only by its tail, where the
+//! native supervisor writes its meta.
+
+use super::answer::Answer;
+use super::inspect::{homes, inspect, lost_reason};
+use crate::clock::{epoch_secs, iso8601};
+use crate::job::{JobFile, JobMeta, JobText, State, meta_in_tail};
+use crate::{AsyncDir, JobId};
+use serde::Serialize;
+use std::path::Path;
+
+/// How much of a big result's end is read for its meta.
+const TAIL_READ: u64 = 16 * 1024;
+
+/// One line of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    pub jid: String,
+    pub state: State,
+    pub module: Option<String>,
+    /// The module's pid once it started, else its supervisor's.
+    pub pid: Option<u32>,
+    pub pool: Option<String>,
+    pub queued_at: Option<f64>,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub rc: Option<i64>,
+    pub msg: Option<String>,
+    pub results_file: String,
+}
+
+/// A summary as `mode: list` shows it.
+#[derive(Debug, Serialize)]
+pub struct Listed<'a> {
+    jid: &'a str,
+    state: State,
+    module: Option<&'a str>,
+    pid: Option<u32>,
+    started: Option<String>,
+    ended: Option<String>,
+    duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rc: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msg: Option<&'a str>,
+    results_file: &'a str,
+}
+
+impl JobSummary {
+    fn new(dir: &AsyncDir, jid: &JobId) -> Self {
+        JobSummary {
+            jid: jid.as_str().into(),
+            state: State::Running,
+            module: None,
+            pid: None,
+            pool: None,
+            queued_at: None,
+            started_at: None,
+            ended_at: None,
+            rc: None,
+            msg: None,
+            results_file: dir.job_path(jid).to_string_lossy().into_owned(),
+        }
+    }
+
+    /// Seconds it ran (so far, for a running job; queued, for a queued one).
+    pub fn duration(&self, now: f64) -> Option<f64> {
+        match self.state {
+            State::Queued => self.queued_at.map(|q| now - q),
+            State::Running => self.started_at.map(|s| now - s),
+            _ => Some(self.ended_at? - self.started_at?),
+        }
+        .map(|d| d.max(0.0))
+    }
+
+    /// When it was launched, for ordering: queued or started.
+    fn launched(&self) -> f64 {
+        self.queued_at
+            .or(self.started_at)
+            .or(self.ended_at)
+            .unwrap_or(0.0)
+    }
+
+    pub fn listed(&self, now: f64) -> Listed<'_> {
+        Listed {
+            jid: &self.jid,
+            state: self.state,
+            module: self.module.as_deref(),
+            pid: self.pid,
+            started: self.started_at.map(iso8601),
+            ended: self.ended_at.map(iso8601),
+            duration: self.duration(now).map(|d| (d * 1000.0).round() / 1000.0),
+            queued: self.queued_at.map(iso8601),
+            pool: self.pool.as_deref(),
+            rc: self.rc,
+            msg: self.msg.as_deref(),
+            results_file: &self.results_file,
+        }
+    }
+
+    fn apply(&mut self, m: &JobMeta) {
+        self.module = Some(m.module.clone()).filter(|m| !m.is_empty());
+        self.pool = m.pool.clone();
+        self.queued_at = m.queued_at;
+        self.started_at = m.started_at;
+        self.ended_at = m.ended_at;
+        self.pid = m.child_pid;
+    }
+}
+
+/// Every job in the dir(s) the async dir names, newest first.
+pub fn summaries(async_dir: &Path) -> Result<Vec<JobSummary>, String> {
+    let mut all: Vec<JobSummary> = Vec::new();
+    for dir in homes(async_dir).map_err(|e| e.to_string())? {
+        for jid in dir.job_ids().map_err(|e| e.to_string())? {
+            if all.iter().any(|s| s.jid == jid.as_str()) {
+                continue;
+            }
+            if let Some(s) = summarize(&dir, &jid) {
+                all.push(s);
+            }
+        }
+    }
+    all.sort_by(|a, b| {
+        b.launched()
+            .total_cmp(&a.launched())
+            .then(b.jid.cmp(&a.jid))
+    });
+    Ok(all)
+}
+
+/// What one job file says, read cheaply.
+pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Option<JobSummary> {
+    let mtime = dir.job_mtime(jid).map(epoch_secs);
+    let mut s = JobSummary::new(dir, jid);
+    if let Ok(Some((len, tail))) = dir.read_job_tail(jid, TAIL_READ)
+        && len > JobText::WHOLE_READ
+        && let Some(meta) = meta_in_tail(&tail)
+    {
+        s.apply(&meta);
+        s.state = meta.state.unwrap_or(State::Finished);
+        s.ended_at = s.ended_at.or(mtime);
+        return Some(s);
+    }
+    let read = inspect(dir, jid).ok()?;
+    match &read.file {
+        JobFile::Running(r) => {
+            if let Some(m) = &r.meta {
+                s.apply(m);
+            }
+            s.pid = s.pid.or(r.supervisor.as_ref().map(|i| i.pid));
+            s.state = if r.queued {
+                State::Queued
+            } else {
+                State::Running
+            };
+            if s.started_at.is_none() && s.queued_at.is_none() {
+                s.started_at = mtime;
+            }
+        }
+        JobFile::Empty => s.started_at = mtime,
+        JobFile::Finished(o) => {
+            s.state = o.state;
+            if let Some(m) = &o.meta {
+                s.apply(m);
+            }
+            s.ended_at = s.ended_at.or(mtime);
+            s.rc = o.scanned.value::<i64>("rc");
+            s.msg = o
+                .scanned
+                .value::<String>("msg")
+                .filter(|m| !m.is_empty())
+                .map(|m| m.chars().take(200).collect());
+            s.pid = s.pid.or(o.scanned.value::<u32>("child_pid"));
+        }
+        JobFile::Corrupt(why) => {
+            s.state = State::Failed;
+            s.msg = Some(format!("the job file cannot be read: {why}"));
+            s.ended_at = mtime;
+        }
+    }
+    if !s.state.is_done() && lost_reason(dir, jid, &read.file).is_some() {
+        s.state = State::Lost;
+    }
+    Some(s)
+}
+
+/// The `mode: list` answer.
+pub fn list(async_dir: &Path) -> Answer {
+    #[derive(Serialize)]
+    struct Listing<'a> {
+        changed: bool,
+        async_dir: String,
+        jobs: Vec<Listed<'a>>,
+    }
+    match summaries(async_dir) {
+        Ok(jobs) => {
+            let now = crate::clock::now();
+            Answer::module(&Listing {
+                changed: false,
+                async_dir: async_dir.to_string_lossy().into_owned(),
+                jobs: jobs.iter().map(|s| s.listed(now)).collect(),
+            })
+        }
+        Err(e) => Answer::module(&crate::failure(e)),
+    }
+}

@@ -1,0 +1,647 @@
+//! The module's arguments as a request, in two steps: each key is coerced
+//! from one table, as AnsibleModule coerces and words it (so playbooks that
+//! match on messages keep working), then the rules of the mode make the
+//! [`Request`].
+
+use crate::duration;
+use crate::{Object, paths::module_path_arg};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the task asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// How the jobs are (waiting on the host first, with `wait`), optionally
+    /// with the output a running job has written so far.
+    Status {
+        jobs: Jobs,
+        wait: Option<Wait>,
+        tail: Option<Tail>,
+    },
+    /// Remove the jobs' files.
+    Cleanup { jobs: Jobs },
+    /// Stop the jobs' processes, `signal` first.
+    Kill { jobs: Jobs, signal: Signal },
+    /// Every job in the async dir.
+    List,
+    /// Remove the files of jobs that ended longer than `older_than` ago.
+    Prune { older_than: Duration },
+}
+
+/// The jobs a request names: one with `jid` (answered as the builtin answers),
+/// or a list with `jids` (answered with `results`, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Jobs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Jobs {
+    pub fn ids(&self) -> &[String] {
+        match self {
+            Jobs::One(j) => std::slice::from_ref(j),
+            Jobs::Many(list) => list,
+        }
+    }
+}
+
+/// `wait`: how long to wait on the host, and for which jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub timeout: Duration,
+    pub return_when: ReturnWhen,
+}
+
+/// With `jids` and `wait`: return when all jobs have finished, or the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnWhen {
+    All,
+    Any,
+}
+
+/// `output: tail`: the last lines a running job wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    pub lines: usize,
+}
+
+/// The default and largest `tail_lines`.
+pub const TAIL_LINES: usize = 20;
+pub const MAX_TAIL_LINES: usize = 10_000;
+
+/// A request with where it applies.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request: Request,
+    pub async_dir: PathBuf,
+    pub check_mode: bool,
+    /// The arguments as given (without ansible's internals), echoed back in
+    /// the module's own results as AnsibleModule does.
+    pub module_args: Object,
+}
+
+impl Invocation {
+    /// A request made by a program (the CLI), not from an args file.
+    pub fn new(request: Request, async_dir: PathBuf) -> Self {
+        Invocation {
+            request,
+            async_dir,
+            check_mode: false,
+            module_args: Object::new(),
+        }
+    }
+
+    /// Parses the args file the controller sends (a JSON object of the task's
+    /// arguments plus `_ansible_*` internals). Errors say what was wrong and
+    /// what was expected.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let args: Object = match serde_json::from_slice(bytes) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => {
+                return Err(
+                    "the module arguments are not a JSON object; expected {\"jid\": ..., \"_async_dir\": ...}"
+                        .into(),
+                );
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the module arguments are not valid JSON ({e}); expected a JSON object"
+                ));
+            }
+        };
+        let coerced = Coerced::from(&args)?;
+        let request = coerced.request()?;
+        let mut module_args: Object = args
+            .iter()
+            .filter(|(k, _)| !k.starts_with("_ansible_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        module_args.insert("mode".into(), coerced.mode.name().into());
+        Ok(Invocation {
+            request,
+            async_dir: module_path_arg(&coerced.async_dir),
+            check_mode: args.get("_ansible_check_mode") == Some(&Value::Bool(true)),
+            module_args,
+        })
+    }
+}
+
+/// The modes, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Status,
+    Cleanup,
+    Kill,
+    List,
+    Prune,
+}
+
+impl Mode {
+    const ALL: [(&str, Mode); 5] = [
+        ("cleanup", Mode::Cleanup),
+        ("kill", Mode::Kill),
+        ("list", Mode::List),
+        ("prune", Mode::Prune),
+        ("status", Mode::Status),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("status", |(n, _)| n)
+    }
+}
+
+/// How a key's value is coerced.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    List,
+    Seconds,
+    Int,
+    /// A signal name or number; an age: taken as written, checked by the mode.
+    Raw,
+}
+
+/// Every key the module takes, with its kind.
+const KEYS: [(&str, Kind); 11] = [
+    ("_async_dir", Kind::Str),
+    ("jid", Kind::Str),
+    ("jids", Kind::List),
+    ("mode", Kind::Str),
+    ("older_than", Kind::Raw),
+    ("output", Kind::Str),
+    ("return_when", Kind::Str),
+    ("signal", Kind::Raw),
+    ("tail_lines", Kind::Int),
+    ("wait", Kind::Seconds),
+    ("_native_python", Kind::Str),
+];
+
+/// A coerced value.
+#[derive(Debug, Clone)]
+enum Arg {
+    Str(String),
+    List(Vec<String>),
+    Seconds(Duration),
+    Int(i64),
+    Raw(Value),
+}
+
+/// Step one: every key coerced to its kind, nothing judged yet.
+struct Coerced {
+    mode: Mode,
+    async_dir: String,
+    values: Vec<(&'static str, Arg)>,
+}
+
+impl Coerced {
+    fn from(args: &Object) -> Result<Self, String> {
+        let mut unsupported: Vec<&str> = args
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KEYS.iter().any(|(name, _)| name == k) && !k.starts_with("_ansible_"))
+            .collect();
+        if !unsupported.is_empty() {
+            unsupported.sort_unstable();
+            let supported: Vec<&str> = KEYS
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| *k != "_native_python")
+                .collect();
+            return Err(format!(
+                "Unsupported parameters for (async_status) module: {}. Supported parameters include: {}.",
+                unsupported.join(", "),
+                supported.join(", ")
+            ));
+        }
+        let mut values = Vec::new();
+        for (key, kind) in KEYS {
+            match args.get(key) {
+                None | Some(Value::Null) => {}
+                Some(v) => values.push((key, coerce(key, kind, v)?)),
+            }
+        }
+        let mut coerced = Coerced {
+            mode: Mode::Status,
+            async_dir: String::new(),
+            values,
+        };
+        if let Some(m) = coerced.str("mode") {
+            coerced.mode = Mode::ALL
+                .iter()
+                .find(|(name, _)| *name == m)
+                .map(|(_, mode)| *mode)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Mode::ALL.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "value of mode must be one of: {}, got: {m}",
+                        names.join(", ")
+                    )
+                })?;
+        }
+        coerced.async_dir = coerced
+            .str("_async_dir")
+            .ok_or("missing required arguments: _async_dir")?
+            .to_string();
+        Ok(coerced)
+    }
+
+    fn get(&self, key: &str) -> Option<&Arg> {
+        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        match self.get(key)? {
+            Arg::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn raw(&self, key: &str) -> Option<&Value> {
+        match self.get(key)? {
+            Arg::Raw(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Step two: the mode's rules.
+    fn request(&self) -> Result<Request, String> {
+        let allowed: &[&str] = match self.mode {
+            Mode::Status => &["wait", "return_when", "output", "tail_lines"],
+            Mode::Kill => &["signal"],
+            Mode::Prune => &["older_than"],
+            Mode::Cleanup | Mode::List => &[],
+        };
+        for (key, what) in [
+            ("wait", "mode=status"),
+            ("return_when", "mode=status with wait"),
+            ("output", "mode=status"),
+            ("tail_lines", "mode=status with output=tail"),
+            ("signal", "mode=kill"),
+            ("older_than", "mode=prune"),
+        ] {
+            if self.get(key).is_some() && !allowed.contains(&key) {
+                return Err(format!("{key} only applies to {what}"));
+            }
+        }
+        Ok(match self.mode {
+            Mode::Status => Request::Status {
+                jobs: self.jobs()?,
+                wait: self.wait()?,
+                tail: self.tail()?,
+            },
+            Mode::Cleanup => Request::Cleanup { jobs: self.jobs()? },
+            Mode::Kill => Request::Kill {
+                jobs: self.jobs()?,
+                signal: self.signal()?,
+            },
+            Mode::List => {
+                self.no_jobs()?;
+                Request::List
+            }
+            Mode::Prune => {
+                self.no_jobs()?;
+                Request::Prune {
+                    older_than: self.older_than()?,
+                }
+            }
+        })
+    }
+
+    fn jobs(&self) -> Result<Jobs, String> {
+        match (self.str("jid"), self.get("jids")) {
+            (Some(_), Some(_)) => Err("parameters are mutually exclusive: jid|jids".into()),
+            (Some(j), None) => Ok(Jobs::One(j.to_string())),
+            (None, Some(Arg::List(list))) if list.is_empty() => {
+                Err("jids is empty; expected a list of one or more job ids".into())
+            }
+            (None, Some(Arg::List(list))) => Ok(Jobs::Many(list.clone())),
+            _ if self.mode == Mode::Status => Err("missing required arguments: jid".into()),
+            _ => Err(format!(
+                "mode={} needs jid (one job) or jids (a list of jobs)",
+                self.mode.name()
+            )),
+        }
+    }
+
+    fn no_jobs(&self) -> Result<(), String> {
+        if self.get("jid").is_some() || self.get("jids").is_some() {
+            return Err(format!(
+                "mode={} works on the whole async dir and takes no jid or jids",
+                self.mode.name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn wait(&self) -> Result<Option<Wait>, String> {
+        let return_when = match self.str("return_when") {
+            None | Some("all") => ReturnWhen::All,
+            Some("any") => ReturnWhen::Any,
+            Some(other) => {
+                return Err(format!(
+                    "value of return_when must be one of: all, any, got: {other}"
+                ));
+            }
+        };
+        Ok(match self.get("wait") {
+            Some(Arg::Seconds(timeout)) => Some(Wait {
+                timeout: *timeout,
+                return_when,
+            }),
+            _ => None,
+        })
+    }
+
+    fn tail(&self) -> Result<Option<Tail>, String> {
+        let lines = match self.get("tail_lines") {
+            Some(Arg::Int(n)) if (1..=MAX_TAIL_LINES as i64).contains(n) => *n as usize,
+            Some(Arg::Int(n)) => {
+                return Err(format!(
+                    "tail_lines must be a whole number from 1 to {MAX_TAIL_LINES}; got {n}"
+                ));
+            }
+            _ => TAIL_LINES,
+        };
+        match self.str("output") {
+            None | Some("none") if self.get("tail_lines").is_some() => {
+                Err("tail_lines only applies to mode=status with output=tail".into())
+            }
+            None | Some("none") => Ok(None),
+            Some("tail") => Ok(Some(Tail { lines })),
+            Some(other) => Err(format!(
+                "value of output must be one of: none, tail, got: {other}"
+            )),
+        }
+    }
+
+    fn signal(&self) -> Result<Signal, String> {
+        match self.raw("signal") {
+            None => Ok(Signal::SIGTERM),
+            Some(v) => parse_signal(v).ok_or_else(|| {
+                format!(
+                    "signal must be a signal name like TERM, SIGINT or HUP, or its number; got {v}"
+                )
+            }),
+        }
+    }
+
+    fn older_than(&self) -> Result<Duration, String> {
+        let Some(v) = self.raw("older_than") else {
+            return Err(
+                "mode=prune needs older_than: how old a finished job must be to go, like 1h, 7d or 90m"
+                    .into(),
+            );
+        };
+        let age = match v {
+            Value::Number(n) => n.as_f64().and_then(duration::from_secs),
+            Value::String(s) => duration::parse_age(s),
+            _ => None,
+        };
+        age.ok_or_else(|| {
+            format!(
+                "older_than must be an age like 30s, 90m, 12h, 7d or 2w (or a number of seconds, \
+                 at most {} s); got {v}",
+                duration::MAX_SECS
+            )
+        })
+    }
+}
+
+/// Coerces one value as AnsibleModule would, or says why it cannot.
+fn coerce(key: &str, kind: Kind, v: &Value) -> Result<Arg, String> {
+    let scalar_text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let unable = |to: &str| {
+        format!(
+            "argument {key} is of type {} and we were unable to convert to {to}",
+            type_name(v)
+        )
+    };
+    Ok(match kind {
+        Kind::Str => Arg::Str(scalar_text(v).ok_or_else(|| unable("str"))?),
+        Kind::List => Arg::List(match v {
+            Value::Array(list) => list
+                .iter()
+                .map(|e| match e {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    other => Err(format!(
+                        "{key} must be a list of job ids (strings), but one element is a {}",
+                        type_name(other)
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Value::String(s) => s
+                .split(',')
+                .map(|j| j.trim().to_string())
+                .filter(|j| !j.is_empty())
+                .collect(),
+            _ => return Err(unable("list")),
+        }),
+        Kind::Seconds => {
+            let secs = match v {
+                Value::Number(n) => n.as_f64().and_then(duration::from_secs),
+                Value::String(s) => duration::parse_secs(s),
+                _ => None,
+            };
+            Arg::Seconds(secs.ok_or_else(|| {
+                format!(
+                    "{key} must be a number of seconds, 0 to {}; got {v}",
+                    duration::MAX_SECS
+                )
+            })?)
+        }
+        Kind::Int => {
+            let n = match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            Arg::Int(n.ok_or_else(|| format!("{key} must be a whole number; got {v}"))?)
+        }
+        Kind::Raw => match v {
+            Value::String(_) | Value::Number(_) => Arg::Raw(v.clone()),
+            _ => return Err(unable("str")),
+        },
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+        _ => "scalar",
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
+pub fn parse_signal(v: &Value) -> Option<Signal> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_ascii_uppercase(),
+        _ => return None,
+    };
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let name = if text.starts_with("SIG") {
+        text
+    } else {
+        format!("SIG{text}")
+    };
+    name.parse::<Signal>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Request, String> {
+        let mut o = v.as_object().unwrap().clone();
+        o.entry("_async_dir").or_insert("/d".into());
+        Invocation::parse(&serde_json::to_vec(&o).unwrap()).map(|i| i.request)
+    }
+
+    #[test]
+    fn builds_requests_per_mode() {
+        assert_eq!(
+            parse(json!({"jid": "j1"})),
+            Ok(Request::Status {
+                jobs: Jobs::One("j1".into()),
+                wait: None,
+                tail: None
+            })
+        );
+        assert_eq!(
+            parse(json!({"jids": "a, b", "wait": "2.5", "return_when": "any"})),
+            Ok(Request::Status {
+                jobs: Jobs::Many(vec!["a".into(), "b".into()]),
+                wait: Some(Wait {
+                    timeout: Duration::from_millis(2500),
+                    return_when: ReturnWhen::Any
+                }),
+                tail: None
+            })
+        );
+        assert_eq!(
+            parse(json!({"jid": "j1", "output": "tail", "tail_lines": 5})),
+            Ok(Request::Status {
+                jobs: Jobs::One("j1".into()),
+                wait: None,
+                tail: Some(Tail { lines: 5 })
+            })
+        );
+        assert_eq!(
+            parse(json!({"jid": "j1", "mode": "kill", "signal": "int"})),
+            Ok(Request::Kill {
+                jobs: Jobs::One("j1".into()),
+                signal: Signal::SIGINT
+            })
+        );
+        assert_eq!(parse(json!({"mode": "list"})), Ok(Request::List));
+        assert_eq!(
+            parse(json!({"mode": "prune", "older_than": "1h30m"})),
+            Ok(Request::Prune {
+                older_than: Duration::from_secs(5400)
+            })
+        );
+    }
+
+    #[test]
+    fn every_refusal_says_what_was_expected() {
+        for (args, want) in [
+            (
+                json!({"jid": "x", "foo": 1}),
+                "Unsupported parameters for (async_status) module: foo.",
+            ),
+            (
+                json!({"jid": "x", "mode": "stop"}),
+                "value of mode must be one of: cleanup, kill, list, prune, status, got: stop",
+            ),
+            (
+                json!({"jid": [1]}),
+                "argument jid is of type list and we were unable to convert to str",
+            ),
+            (json!({}), "missing required arguments: jid"),
+            (
+                json!({"jid": "a", "jids": ["b"]}),
+                "mutually exclusive: jid|jids",
+            ),
+            (json!({"jids": []}), "jids is empty"),
+            (json!({"jids": [{}]}), "one element is a dict"),
+            (json!({"mode": "kill"}), "mode=kill needs jid"),
+            (json!({"mode": "list", "jid": "x"}), "takes no jid or jids"),
+            (
+                json!({"jid": "x", "signal": "TERM"}),
+                "signal only applies to mode=kill",
+            ),
+            (
+                json!({"jid": "x", "wait": -1}),
+                "wait must be a number of seconds",
+            ),
+            (
+                json!({"jid": "x", "wait": 1e30}),
+                "wait must be a number of seconds",
+            ),
+            (
+                json!({"jid": "x", "mode": "kill", "signal": "NOPE"}),
+                "signal must be a signal name",
+            ),
+            (json!({"mode": "prune"}), "mode=prune needs older_than"),
+            (
+                json!({"mode": "prune", "older_than": ""}),
+                "older_than must be an age",
+            ),
+            (
+                json!({"mode": "prune", "older_than": 1.8e19}),
+                "older_than must be an age",
+            ),
+            (
+                json!({"mode": "prune", "older_than": "1.8e19"}),
+                "older_than must be an age",
+            ),
+            (
+                json!({"mode": "prune", "older_than": "99999999999999d"}),
+                "older_than must be an age",
+            ),
+            (
+                json!({"jid": "x", "output": "all"}),
+                "value of output must be one of: none, tail",
+            ),
+            (
+                json!({"jid": "x", "tail_lines": 5}),
+                "tail_lines only applies to mode=status with output=tail",
+            ),
+            (
+                json!({"jid": "x", "output": "tail", "tail_lines": 0}),
+                "tail_lines must be a whole number from 1",
+            ),
+        ] {
+            let err = parse(args.clone()).unwrap_err();
+            assert!(err.contains(want), "{args}: {err}");
+        }
+        assert_eq!(
+            Invocation::parse(br#"{"jid": "x"}"#).unwrap_err(),
+            "missing required arguments: _async_dir"
+        );
+        assert!(
+            Invocation::parse(b"garbage")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            Invocation::parse(b"[]")
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+    }
+}

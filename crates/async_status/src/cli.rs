@@ -1,0 +1,353 @@
+//! `async_status` for people on the host: a table of the jobs in the async
+//! dir, one job in full (with what a running job has written so far), its
+//! output as it is written (`--follow`), or a kill, like `pueue status`. The
+//! same logic as the module answers; only the printing differs.
+
+use async_jobs::clock::iso8601;
+use async_jobs::job::State;
+use async_jobs::status::{Invocation, JobSummary, Jobs, Request, Tail, summaries, summarize};
+use async_jobs::watch::DirWatch;
+use async_jobs::{AsyncDir, JobId};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: async_status list [--json] [--dir DIR]
+       async_status show JID [--json] [--follow] [--dir DIR]
+       async_status kill JID [--signal SIG] [--dir DIR]
+
+Jobs started by Ansible's async tasks on this host, for this user.
+DIR defaults to $ANSIBLE_ASYNC_DIR, else ~/.ansible_async.
+  list   every job, newest first: state, module, pid, start, duration
+  show   one job: its summary, and the last lines it wrote (running) or its
+         status as async_status reports it (ended)
+         --follow: print its output as it is written, until it ends; then a
+         summary line, and exit 0 if it finished, 1 if it failed, timed out,
+         was killed or is lost
+  kill   stop a job's whole process tree (SIG first, default TERM; then KILL)";
+
+/// Lines of each stream `show` prints for a running job.
+const SHOW_LINES: usize = 20;
+
+/// Runs a command for people; `None` when the arguments are not one (then
+/// they are the module's args file).
+pub fn run(argv: &[OsString]) -> Option<i32> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let command = words.first()?.as_str();
+    if !matches!(command, "list" | "show" | "kill" | "--help" | "-h" | "help") {
+        return None;
+    }
+    Some(match parse(&words[1..]) {
+        Err(e) => usage_error(&e),
+        Ok(opts) => match (command, opts.rest.as_slice()) {
+            ("list", []) => list(&opts),
+            ("show", [jid]) if opts.follow => follow(&opts, jid),
+            ("show", [jid]) => show(&opts, jid),
+            ("kill", [jid]) => kill(&opts, jid),
+            ("--help" | "-h" | "help", _) => {
+                println!("{USAGE}");
+                0
+            }
+            _ => usage_error(&format!("wrong arguments for {command}")),
+        },
+    })
+}
+
+fn usage_error(e: &str) -> i32 {
+    eprintln!("async_status: {e}\n{USAGE}");
+    2
+}
+
+struct Opts {
+    json: bool,
+    follow: bool,
+    dir: PathBuf,
+    signal: Option<String>,
+    rest: Vec<String>,
+}
+
+fn parse(words: &[String]) -> Result<Opts, String> {
+    let mut opts = Opts {
+        json: false,
+        follow: false,
+        dir: async_jobs::paths::default_async_dir(),
+        signal: None,
+        rest: Vec::new(),
+    };
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--json" => opts.json = true,
+            "--follow" | "-f" => opts.follow = true,
+            "--dir" => opts.dir = PathBuf::from(it.next().ok_or("--dir needs a directory")?),
+            "--signal" => opts.signal = Some(it.next().ok_or("--signal needs a signal")?.clone()),
+            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+            other => opts.rest.push(other.to_string()),
+        }
+    }
+    Ok(opts)
+}
+
+/// Answers a request as the module would; the body and the module's exit code.
+fn ask(opts: &Opts, request: Request) -> (Value, i32) {
+    let inv = Invocation::new(request, opts.dir.clone());
+    let mut reply = async_jobs::status::answer(&inv).into_reply(&inv.module_args);
+    let mut body = reply.body.to_value().unwrap_or_else(
+        |e| serde_json::json!({"failed": true, "msg": format!("could not read the answer: {e}")}),
+    );
+    if let Some(o) = body.as_object_mut() {
+        o.remove("invocation");
+    }
+    (body, reply.rc)
+}
+
+fn print_json(v: &Value) {
+    match serde_json::to_string_pretty(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("async_status: {e}"),
+    }
+}
+
+/// The summary of one job, for the table above `show`.
+fn summary_of(opts: &Opts, jid: &str) -> Option<JobSummary> {
+    let jid = JobId::parse(jid).ok()?;
+    let dir = AsyncDir::open(&opts.dir).ok()??;
+    summarize(&dir, &jid)
+}
+
+fn show(opts: &Opts, jid: &str) -> i32 {
+    let request = Request::Status {
+        jobs: Jobs::One(jid.into()),
+        wait: None,
+        tail: Some(Tail { lines: SHOW_LINES }),
+    };
+    let (body, rc) = ask(opts, request);
+    if opts.json {
+        print_json(&body);
+        return rc;
+    }
+    if let Some(s) = summary_of(opts, jid) {
+        print_table(&[s]);
+        println!();
+    }
+    if body.get("finished") == Some(&Value::Bool(false)) {
+        for stream in ["stdout", "stderr"] {
+            let total = body[format!("{stream}_bytes")].as_u64().unwrap_or(0);
+            println!("--- {stream} so far ({total} bytes), last lines:");
+            print!("{}", body[format!("{stream}_tail")].as_str().unwrap_or(""));
+        }
+        return rc;
+    }
+    print_json(&body);
+    rc
+}
+
+fn kill(opts: &Opts, jid: &str) -> i32 {
+    let signal = opts.signal.as_deref().unwrap_or("TERM");
+    let Some(signal) = async_jobs::status::parse_signal(&signal.into()) else {
+        return usage_error(&format!("not a signal: {signal}"));
+    };
+    let (body, rc) = ask(
+        opts,
+        Request::Kill {
+            jobs: Jobs::One(jid.into()),
+            signal,
+        },
+    );
+    print_json(&body);
+    rc
+}
+
+/// Prints a job's output as it is written, like `tail -f`, until the job
+/// ends; then a summary line. Output files are read by offset, so nothing is
+/// printed twice or skipped; an end is seen by watching the async dir.
+fn follow(opts: &Opts, jid: &str) -> i32 {
+    let found = JobId::parse(jid)
+        .map_err(|e| e.to_string())
+        .and_then(|jid| match AsyncDir::open(&opts.dir) {
+            Ok(Some(dir)) if dir.has_job(&jid) => Ok((dir, jid)),
+            Ok(_) => Err(format!(
+                "could not find job {jid} in {}",
+                opts.dir.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        });
+    let (dir, jid) = match found {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("async_status: {e}");
+            return 1;
+        }
+    };
+    let output_dir = dir.path().join(format!(".{jid}.output"));
+    let watch = DirWatch::with_writes([dir.path(), output_dir.as_path()])
+        .or_else(|_| DirWatch::with_writes([dir.path()]))
+        .ok();
+    // Opened once: they stay readable after the supervisor removes them.
+    let mut streams = dir.open_output(&jid).map(|(o, e)| [(o, 0u64), (e, 0u64)]);
+    let mut state = None;
+    DirWatch::wait_until(
+        watch.as_ref(),
+        Instant::now() + Duration::from_secs(async_jobs::duration::MAX_SECS),
+        Duration::from_secs(1),
+        || {
+            if streams.is_none() {
+                streams = dir.open_output(&jid).map(|(o, e)| [(o, 0u64), (e, 0u64)]);
+            }
+            state = ended(&dir, &jid);
+            if let Some(files) = streams.as_mut() {
+                copy_new(files);
+            }
+            state.is_some()
+        },
+    );
+    let (state, summary) = state.unwrap_or((State::Lost, String::new()));
+    eprintln!("async_status: job {jid} {}{summary}", state.as_str());
+    i32::from(state != State::Finished)
+}
+
+/// Writes what each stream gained since its offset.
+fn copy_new(files: &mut [(File, u64); 2]) {
+    for (i, (file, offset)) in files.iter_mut().enumerate() {
+        let mut buf = Vec::new();
+        if file.seek(SeekFrom::Start(*offset)).is_ok() && file.read_to_end(&mut buf).is_ok() {
+            *offset += buf.len() as u64;
+            let _ = if i == 0 {
+                std::io::stdout()
+                    .write_all(&buf)
+                    .and_then(|()| std::io::stdout().flush())
+            } else {
+                std::io::stderr().write_all(&buf)
+            };
+        }
+    }
+}
+
+/// How the job ended, with a few words on it; `None` while it runs.
+fn ended(dir: &AsyncDir, jid: &JobId) -> Option<(State, String)> {
+    let summary = summarize(dir, jid)?;
+    if !summary.state.is_done() {
+        return None;
+    }
+    let mut words = String::new();
+    if let Some(rc) = summary.rc {
+        words.push_str(&format!(" (rc {rc})"));
+    }
+    if let Some(d) = summary.duration(async_jobs::clock::now()) {
+        words.push_str(&format!(" after {}", human_duration(d)));
+    }
+    if summary.state != State::Finished
+        && let Some(m) = &summary.msg
+    {
+        words.push_str(&format!(": {m}"));
+    }
+    Some((summary.state, words))
+}
+
+fn list(opts: &Opts) -> i32 {
+    let jobs = match summaries(&opts.dir) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("async_status: {e}");
+            return 1;
+        }
+    };
+    if opts.json {
+        let now = async_jobs::clock::now();
+        let listed: Vec<_> = jobs.iter().map(|s| s.listed(now)).collect();
+        match serde_json::to_string(&listed) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("async_status: {e}"),
+        }
+    } else if jobs.is_empty() {
+        println!("No jobs in {}", opts.dir.display());
+    } else {
+        print_table(&jobs);
+    }
+    0
+}
+
+fn print_table(jobs: &[JobSummary]) {
+    let now = async_jobs::clock::now();
+    let rows: Vec<[String; 7]> = jobs
+        .iter()
+        .map(|s| {
+            [
+                s.jid.clone(),
+                s.state.as_str().to_string(),
+                s.module.clone().unwrap_or_else(|| "-".into()),
+                s.pid.map_or("-".into(), |p| p.to_string()),
+                s.started_at.or(s.queued_at).map_or("-".into(), |t| {
+                    iso8601(t).replace('T', " ").replace('Z', "")
+                }),
+                s.duration(now).map_or("-".into(), human_duration),
+                s.pool.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = [
+        "JID",
+        "STATE",
+        "MODULE",
+        "PID",
+        "STARTED (UTC)",
+        "DURATION",
+        "POOL",
+    ];
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(head.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `4.2s`, `3m 04s`, `2h 05m`, `3d 04h`.
+fn human_duration(secs: f64) -> String {
+    let whole = secs as u64;
+    match whole {
+        0..60 => format!("{secs:.1}s"),
+        60..3600 => format!("{}m {:02}s", whole / 60, whole % 60),
+        3600..86400 => format!("{}h {:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d {:02}h", whole / 86400, whole % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_pueue() {
+        assert_eq!(human_duration(4.25), "4.2s");
+        assert_eq!(human_duration(184.0), "3m 04s");
+        assert_eq!(human_duration(7500.0), "2h 05m");
+        assert_eq!(human_duration(273_600.0), "3d 04h");
+    }
+
+    #[test]
+    fn an_args_file_is_not_a_command() {
+        assert_eq!(run(&["/tmp/x/args".into()]), None);
+        assert_eq!(run(&["-".into()]), None);
+        assert_eq!(run(&[]), None);
+    }
+}
