@@ -100,12 +100,7 @@ impl Ticket {
             .mode(0o600)
             .open(dir.join(".seq"))?;
         counter.lock()?;
-        let mut text = String::new();
-        counter.read_to_string(&mut text)?;
-        let seq = text.trim().parse::<u64>().unwrap_or(0) + 1;
-        counter.rewind()?;
-        counter.set_len(0)?;
-        counter.write_all(seq.to_string().as_bytes())?;
+        let seq = next_seq(&mut counter, &dir)?;
 
         let path = dir.join(format!("{seq:016}-{}", jid.as_str()));
         let staged = dir.join(format!(".new-{}", jid.as_str()));
@@ -171,6 +166,30 @@ impl Ticket {
     pub fn leave(self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The next ticket number: one past both the counter and every ticket in
+/// the pool, so a counter that was lost or damaged (empty, garbage) can
+/// neither let a job jump the queue nor reuse a live ticket's number. The
+/// number is written in place at a fixed width, never truncated first, so a
+/// crash cannot leave the counter empty.
+fn next_seq(counter: &mut File, dir: &Path) -> io::Result<u64> {
+    let mut text = String::new();
+    counter.read_to_string(&mut text)?;
+    let recorded = text.trim().parse::<u64>().unwrap_or(0);
+    let mut highest = recorded;
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(seq) = entry?.file_name().to_str().and_then(ticket_seq) {
+            highest = highest.max(seq);
+        }
+    }
+    let seq = highest + 1;
+    counter.rewind()?;
+    let text = format!("{seq:020}\n");
+    counter.write_all(text.as_bytes())?;
+    // Only now drop whatever an older, longer counter left after it.
+    counter.set_len(text.len() as u64)?;
+    Ok(seq)
 }
 
 /// The sequence number of a ticket's file name (`<16 digits>-<jid>`).
@@ -240,6 +259,28 @@ mod tests {
         assert!(a_path.exists());
         assert!(d.admitted().unwrap());
         assert!(!a_path.exists(), "the dead ticket was removed");
+    }
+
+    #[test]
+    fn a_damaged_counter_never_lets_a_job_jump_the_queue() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(tmp.path()).unwrap();
+        let jid = |s: &str| JobId::parse(s).unwrap();
+        let a = Ticket::take(&dir, &spec(1), &jid("a")).unwrap();
+        let b = Ticket::take(&dir, &spec(1), &jid("b")).unwrap();
+        let seq = a.dir().join(".seq");
+        for damage in ["", "garbage", "1"] {
+            std::fs::write(&seq, damage).unwrap();
+            let c = Ticket::take(&dir, &spec(1), &jid("c")).unwrap();
+            assert!(c.seq > b.seq, "{damage:?}: a new ticket goes last");
+            assert!(a.admitted().unwrap() && !b.admitted().unwrap() && !c.admitted().unwrap());
+            c.leave();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&seq).unwrap().len(),
+            21,
+            "fixed width"
+        );
     }
 
     #[test]
