@@ -43,10 +43,11 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         results = super(ActionModule, self).run(tmp, task_vars)
 
-        _, args = self.validate_argument_spec(
+        # (validation result, validated arguments): the arguments are what this plugin uses.
+        args = self.validate_argument_spec(
             argument_spec=ARGUMENT_SPEC,
             mutually_exclusive=[("jid", "jids")],
-        )
+        )[1]
         mode = args["mode"]
         module_args = {k: v for k, v in args.items() if v is not None}
         # The shell plugin's `async_dir` option (ansible_async_dir), unexpanded.
