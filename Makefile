@@ -14,7 +14,7 @@ TARGET := x86_64-unknown-linux-gnu
 ZIG_TARGET := $(TARGET).2.17
 MODULES := ansible_collection/plugins/modules
 RELEASE_DIR := target/$(TARGET)/release
-BINARIES := $(RELEASE_DIR)/async_wrapper $(RELEASE_DIR)/async_status
+BINARY := $(RELEASE_DIR)/native_async
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench soak
@@ -30,15 +30,15 @@ $(VENV)/.ready: Makefile
 venv: $(VENV)/.ready
 
 # Portable binaries: cargo-zigbuild links against glibc 2.17 symbol versions.
-$(BINARIES): venv $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
-	cargo zigbuild --release --locked --target $(ZIG_TARGET) -p async_wrapper -p async_status
+$(BINARY): venv $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
+	cargo zigbuild --release --locked --target $(ZIG_TARGET) -p native_async
 
-$(MODULES)/async_wrapper: $(RELEASE_DIR)/async_wrapper tools/mklauncher.sh tools/launcher.sh.in
-	mkdir -p $(MODULES)
-	tools/mklauncher.sh $< $@
+LAUNCHER_PARTS := tools/mklauncher.py tools/launcher.sh.in tools/fallback.py
+$(MODULES)/async_wrapper: $(BINARY) $(LAUNCHER_PARTS)
+	$(PY) tools/mklauncher.py --role wrapper --out $@ x86_64=$(BINARY)
 
-$(MODULES)/async_status: $(RELEASE_DIR)/async_status
-	install -D -m 0755 $< $@
+$(MODULES)/async_status: $(BINARY) $(LAUNCHER_PARTS)
+	$(PY) tools/mklauncher.py --role status --out $@ x86_64=$(BINARY)
 
 build: $(MODULES)/async_wrapper $(MODULES)/async_status
 

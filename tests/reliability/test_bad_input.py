@@ -45,7 +45,7 @@ def test_malformed_wrapper_invocations(tmp_path, args, expected):
     ("[1, 2]", "not a JSON object"),
     ('{"jid": "j1.1", "_async_dir": "/tmp", "foo": 1}',
      "Unsupported parameters for (async_status) module: foo. Supported parameters include: _async_dir, jid, jids, "
-     "mode, older_than, return_when, signal, wait."),
+     "mode, older_than, output, return_when, signal, tail_lines, wait."),
     ('{"jid": "j1.1", "_async_dir": "/tmp", "mode": "stop"}',
      "value of mode must be one of: cleanup, kill, list, prune, status, got: stop"),
     ('{"_async_dir": "/tmp"}', "missing required arguments: jid"),
