@@ -6,13 +6,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from jobs import WRAPPER, module, status, wait_finished
+from helpers import pids_with
+from jobs import STATUS, WRAPPER, kill_all, launch, module, status, wait_finished
 
 
 @pytest.mark.parametrize("mode", ["status", "kill", "cleanup"])
@@ -201,3 +204,171 @@ def test_root_without_home_creates_nothing_outside_its_folders(tmp_path):
     out = launch_with(tmp_path, clean_env())
     assert out["native_async_impl"] == "native"
     assert not Path("/nonexistent").exists()
+
+
+# --- Results no JSON library likes but Python's (issue 10, 3 and 4) --------
+
+@pytest.mark.parametrize("body", [
+    pytest.param('{"rc": 0, "deep": %s1%s}' % ("[" * 600, "]" * 600), id="nested 600 deep"),
+    pytest.param('{"rc": 0, "big": 1e999, "neg": -1e999}', id="beyond f64"),
+    pytest.param('{"rc": 0, "x": NaN, "y": Infinity, "z": -Infinity}', id="NaN and Infinity"),
+])
+def test_results_python_reads_are_finished_and_returned(tmp_path, body):
+    mod = module(tmp_path, "cat <<'END'\n%s\nEND\n" % body)
+    _, out = launch(tmp_path / "async", mod)
+    jid = out["ansible_job_id"]
+    # Python's json reads NaN, Infinity and 1e999 (as inf): so must the reader of our answer.
+    deadline = time.monotonic() + 30
+    while True:
+        rc, st = status(tmp_path, {"jid": jid, "_async_dir": str(tmp_path / "async")})
+        if st.get("finished") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert rc == 0 and st["finished"] is True and st["rc"] == 0, st
+    assert "failed" not in st, st
+    expected = {**json.loads(body), "finished": True, "ansible_job_id": jid, "results_file": out["results_file"]}
+    # Compared as Python writes them: NaN is not equal to itself, its text is.
+    assert json.dumps(st, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_a_corrupt_job_file_is_a_finished_failure(tmp_path):
+    d = tmp_path / "async"
+    d.mkdir(mode=0o700)
+    (d / "j1.1").write_text('{"rc": 0, "stdout": "cut')
+    rc, st = status(tmp_path, {"jid": "j1.1", "_async_dir": str(d)})
+    assert rc == 1 and st["finished"] is True and st["failed"] is True, st
+    assert st["msg"].startswith("Could not parse job output"), st
+
+
+# --- A disk that fills while a job runs (issue 10, 5) ------------------------
+
+def test_a_disk_filled_by_the_job_itself_is_reported_as_what_it_was(tmp_path):
+    from test_store import tmpfs
+
+    with tmpfs(tmp_path / "small", "size=256k,mode=0700") as d:
+        # The module fills the disk through a file of its own, not its output,
+        # so freeing the output files frees nothing; then it exits normally.
+        mod = module(tmp_path, f"echo '{{\"rc\": 0}}'\nhead -c 10000000 /dev/zero > {d}/filler 2>/dev/null\nexit 0\n")
+        _, out = launch(d / "async", mod)
+        result = wait_finished(out["results_file"])
+        assert result["failed"] is True and result.get("rc") == 0, result
+        assert result["msg"].startswith("The module exited with code 0 but its result could not be stored"), result
+        assert "No space left on device" in result["msg"], result
+        rc, st = status(tmp_path, {"jid": out["ansible_job_id"], "_async_dir": str(d / "async")})
+        assert st["finished"] is True and "lost" not in st and "killed" not in st["msg"], st
+
+
+# --- mode: kill on a lost job (issue 10, 6) ----------------------------------
+
+def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
+    marker = f"lost-job-{os.getpid()}-{time.monotonic_ns()}"
+    sleeper = f"python3 -c 'import time; time.sleep(300)' {marker}"
+    mod = module(tmp_path, f"{sleeper} &\nsetsid {sleeper} &\nwait\n")
+    _, out = launch(tmp_path / "async", mod)
+    jid, d = out["ansible_job_id"], str(tmp_path / "async")
+    deadline = time.monotonic() + 20
+    while len(pids_with(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = json.loads(Path(out["results_file"]).read_text())
+    assert record["native_job"]["child_start_ticks"] > 0, record
+    os.kill(record["supervisor"]["pid"], signal.SIGKILL)  # as the OOM killer would
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, st = status(tmp_path, {"jid": jid, "_async_dir": d})
+            if st.get("lost"):
+                break
+            time.sleep(0.05)
+        assert st.get("lost") is True, st
+        assert len(pids_with(marker)) == 2, "the job's processes outlived their supervisor"
+        rc, killed = status(tmp_path, {"jid": jid, "_async_dir": d, "mode": "kill"})
+        assert rc == 0 and killed["killed"] is True and killed["lost"] is True, killed
+        assert len(killed["stopped"]) >= 2, killed
+        assert pids_with(marker) == [], "what was left of the job is gone, the setsid one too"
+        rc, again = status(tmp_path, {"jid": jid, "_async_dir": d, "mode": "kill"})
+        assert again["killed"] is False and "none of its processes is left" in again["msg"], again
+    finally:
+        kill_all(pids_with(marker))
+
+
+# --- Numbers out of range, a missing interpreter (issue 10, 8 and 9) --------
+
+@pytest.mark.parametrize(("limit", "env", "want"), [
+    ("9223372036854775807", {}, "the time limit 9223372036854775807 s is too long"),
+    ("18446744073709551616", {}, "is too long"),
+    ("30", {"NATIVE_ASYNC_KILL_GRACE": "1e30"}, "NATIVE_ASYNC_KILL_GRACE must be a number of seconds from 0 to 3600"),
+    ("30", {"NATIVE_ASYNC_KILL_GRACE": "-1"}, "NATIVE_ASYNC_KILL_GRACE must be"),
+])
+def test_numbers_out_of_range_refuse_the_launch_and_leave_nothing(tmp_path, limit, env, want):
+    d = tmp_path / "async"
+    mod = module(tmp_path, "sleep 60\n")
+    proc = subprocess.run(["/bin/sh", str(WRAPPER), "j42", limit, str(mod), "_"],
+                          env=dict(os.environ, ANSIBLE_ASYNC_DIR=str(d), **env),
+                          capture_output=True, text=True, timeout=60)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["failed"] is True and want in out["msg"], out
+    assert not d.exists() or list(d.iterdir()) == [], "no job, no output folder left"
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param('{"mode": "prune", "older_than": ""}', id="empty older_than"),
+    pytest.param('{"mode": "prune", "older_than": 1.8e19}', id="older_than 1.8e19"),
+    pytest.param('{"mode": "prune", "older_than": "2e19s"}', id="older_than 2e19s"),
+    pytest.param('{"jid": "j1.1", "wait": 1e300}', id="wait 1e300"),
+])
+def test_ages_and_waits_out_of_range_get_one_clear_error(tmp_path, body):
+    d = tmp_path / "async"
+    d.mkdir(mode=0o700)
+    (d / "j1.1").write_text('{"rc": 0}')
+    args = json.loads(body)
+    args["_async_dir"] = str(d)
+    rc, out = status(tmp_path, args)
+    assert rc == 1 and out["failed"] is True, out
+    assert "must be" in out["msg"], out
+    assert (d / "j1.1").exists(), "nothing pruned"
+
+
+def test_a_missing_interpreter_is_named(tmp_path):
+    d = tmp_path / "async"
+    mod = tmp_path / "ansible-tmp-1-2-3" / "AnsiballZ_m.py"
+    mod.parent.mkdir()
+    mod.write_text("#!/usr/bin/python3.nope\nprint('{}')\n")
+    _, out = launch(d, mod)
+    result = wait_finished(out["results_file"])
+    assert result["failed"] is True, result
+    assert "its interpreter /usr/bin/python3.nope was not found" in result["msg"], result
+
+
+# --- Bounded memory on read (issue 10, 11) -----------------------------------
+
+MEASURE = """
+import resource, subprocess, sys
+with open(sys.argv[2], "wb") as out:
+    rc = subprocess.call(["/bin/sh", sys.argv[1], sys.argv[3]], stdout=out)
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_the_status_of_a_huge_result_streams_in_bounded_memory(tmp_path):
+    d = tmp_path / "async"
+    d.mkdir(mode=0o700)
+    size = 300 * 1024 * 1024
+    with open(d / "j1.1", "wb") as f:
+        f.write(b'{"rc": 0, "stdout": "')
+        chunk = b"x" * (1 << 20)
+        for _ in range(size >> 20):
+            f.write(chunk)
+        f.write(b'", "native_job": {"module": "command", "state": "finished"}}')
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"jid": "j1.1", "_async_dir": str(d)}))
+    answer = tmp_path / "answer.json"
+    proc = subprocess.run(["python3", "-c", MEASURE, str(STATUS), str(answer), str(args)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    rc, max_rss_kb = (int(x) for x in proc.stdout.split())
+    assert rc == 0
+    assert max_rss_kb < 64 * 1024, f"status of a 300 MiB result took {max_rss_kb} kB"
+    with open(answer, "rb") as f:
+        f.seek(-300, os.SEEK_END)
+        tail = f.read()
+    assert tail.endswith(b'","finished":true,"ansible_job_id":"j1.1","results_file":"%s"}\n' % str(d / "j1.1").encode())
+    assert answer.stat().st_size > size and b"native_job" not in tail
