@@ -3,7 +3,10 @@
 #   make test    Rust tests; integration, interop, reliability, conformance, installed-mode,
 #                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules
-#   make lint    cargo fmt --check and clippy; ruff (ruff.toml) over tests/, bench/ and the action plugin
+#   make lint    cargo fmt --check and clippy; ruff (ruff.toml) over tests/, bench/ and the action plugin;
+#                ansible-lint (production profile) over examples/ and the collection's playbooks
+#   make sanity  ansible-test sanity on the collection tarball (ansible-core 2.19 and the newest)
+#   make galaxy-import  Galaxy's import check (galaxy-importer) on the collection tarball
 
 SHELL := /bin/bash
 VENV := .venv
@@ -18,6 +21,7 @@ BINARY := $(RELEASE_DIR)/native_async
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench soak
+.PHONY: ansible-lint sanity sanity-ignores galaxy-import
 
 all: build demo
 
@@ -69,7 +73,7 @@ $(VENV)/.ruff-$(RUFF_VERSION): $(VENV)/.ready
 	$(PY) -m pip install --quiet 'ruff==$(RUFF_VERSION)'
 	touch $@
 
-lint: $(VENV)/.ruff-$(RUFF_VERSION)
+lint: $(VENV)/.ruff-$(RUFF_VERSION) ansible-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/ruff check tests bench ansible_collection/plugins/action/async_status.py
@@ -84,8 +88,35 @@ $(BENCH_VENV)/.ready:
 bench: build $(BENCH_VENV)/.ready
 	$(BENCH_VENV)/bin/python bench/bench.py
 
+COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' ansible_collection/galaxy.yml)
 collection: build
 	cd ansible_collection && ../$(VENV)/bin/ansible-galaxy collection build --force --output-path ../dist
+
+# The Ansible ecosystem's own checks (docs/ecosystem.md). galaxy-importer, ansible-lint,
+# ansible-builder and antsibull-changelog live in .cache/ecosystem/tools, pinned by
+# tools/ecosystem-requirements.txt, apart from .venv.
+ECO_VENV := .cache/ecosystem/tools
+$(ECO_VENV)/.ready: tools/ecosystem-requirements.txt tools/ecosystem-venv.sh
+	tools/ecosystem-venv.sh $(ECO_VENV) tools/ecosystem-requirements.txt
+
+ansible-lint: $(ECO_VENV)/.ready
+	PATH=$(CURDIR)/$(ECO_VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/examples/collections \
+	  ansible-lint --profile production --offline --nocolor examples ansible_collection/playbooks
+
+# Every test ansible-test sanity runs for a collection, on the tarball, on ansible-core 2.19
+# and the newest release (tools/sanity.sh: its own venvs, offline pip bootstrap).
+# tests/sanity/ignore-<minor>.txt are written from the built modules by `make sanity-ignores`.
+SANITY_VERSIONS ?= 2.19 newest
+SANITY_MINORS := 2.19 2.20 2.21
+sanity: collection
+	python3 tools/sanity_ignores.py --check ansible_collection $(SANITY_MINORS)
+	SANITY_TARBALL=$(CURDIR)/dist/native-async_jobs-$(COLLECTION_VERSION).tar.gz tools/sanity.sh $(SANITY_VERSIONS)
+
+sanity-ignores: build
+	python3 tools/sanity_ignores.py ansible_collection $(SANITY_MINORS)
+
+galaxy-import: collection $(ECO_VENV)/.ready
+	python3 tools/galaxy_import.py $(ECO_VENV) dist/native-async_jobs-$(COLLECTION_VERSION).tar.gz
 
 clean:
 	cargo clean
