@@ -100,7 +100,7 @@ $(ECO_VENV)/.ready: tools/ecosystem-requirements.txt tools/ecosystem-venv.sh
 	tools/ecosystem-venv.sh $(ECO_VENV) tools/ecosystem-requirements.txt
 
 ansible-lint: $(ECO_VENV)/.ready
-	PATH=$(CURDIR)/$(ECO_VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/examples/collections \
+	PATH=$(abspath $(ECO_VENV))/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/examples/collections \
 	  ansible-lint --profile production --offline --nocolor examples ansible_collection/playbooks
 
 # Every test ansible-test sanity runs for a collection, on the tarball, on ansible-core 2.19
