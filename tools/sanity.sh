@@ -63,10 +63,9 @@ for p in 3.8 3.9 3.10 3.11 3.12 3.13 3.14; do
 done
 
 status=0
-specs=("${@:-2.19 newest}")
-# shellcheck disable=SC2206 # "2.19 newest" as one default word is split on purpose
-[ $# -eq 0 ] && specs=(${specs[0]})
-for spec in "${specs[@]}"; do
+[ $# -eq 0 ] && set -- 2.19 newest
+for spec in "$@"; do
+  release="" py=""
   read -r release py < <(resolve "$spec") || true
   [ -n "${release:-}" ] || { echo "sanity: cannot resolve ansible-core $spec on PyPI" >&2; status=1; continue; }
   dir=$CACHE/$release venv=$CACHE/$release/venv
