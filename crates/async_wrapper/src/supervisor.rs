@@ -440,8 +440,8 @@ fn describe(ending: &Ending) -> String {
 fn stop_cause(req: &StopRequest, grace: Duration) -> String {
     match req.asked {
         Some(sig) => format!(
-            "killed on request (async_status mode=kill): {sig} to its processes, SIGKILL to any left after {} s",
-            grace.as_secs_f64()
+            "killed on request (async_status mode=kill): {sig} to its processes, SIGKILL to any left after {}",
+            async_jobs::duration::display(grace)
         ),
         None => format!("stopped: its supervisor received {}", req.received),
     }

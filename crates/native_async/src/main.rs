@@ -22,6 +22,7 @@ fn main() {
     };
     let code = match role.as_str() {
         "async_wrapper" | "wrapper" => async_wrapper::run(&argv),
+        #[cfg(feature = "status")]
         "async_status" | "status" => async_status::run(&argv),
         // The launcher's check that an unpacked binary runs where it was put.
         "--version" => {

@@ -186,10 +186,10 @@ fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mod
     let stopped = supervise::stop_orphans(&module, first, grace);
     let msg = if stopped.left.is_empty() {
         format!(
-            "job {jid} is lost ({why}); what was left of it (pids {:?}) was killed: {} first, SIGKILL after {} s",
+            "job {jid} is lost ({why}); what was left of it (pids {:?}) was killed: {} first, SIGKILL after {}",
             stopped.stopped,
             first.as_str(),
-            grace.as_secs_f64()
+            crate::duration::display(grace)
         )
     } else {
         format!(
