@@ -1,23 +1,30 @@
 #!/usr/bin/env python3
 """Builds a module file of the collection: the POSIX sh launcher
 (tools/launcher.sh.in) for one role, then the Python fallback
-(tools/fallback.py), then the native binaries, gzip-compressed, one per
-architecture. The launcher's text holds each payload's offset, length and
-sha256, so it needs no tool but sh, tail, head, gzip and sha256sum to unpack.
+(tools/fallback.py, zlib-compressed: Python always has zlib), then the
+native binaries it carries, xz-compressed, one per architecture. The
+launcher's text holds every architecture's sha256 (so a cached or installed
+copy is found even for one it does not carry) and each carried payload's
+offset and length; it unpacks with sh, tail, head, sha256sum and xz (or
+busybox's unxz, or Python's lzma).
 
 ansible-core reads the first KiB of a module to tell text from binary, and
 the whole file for its rewrite markers: the text part is far longer than a
 KiB, and no marker may occur anywhere (checked here).
 
-usage: mklauncher.py --role wrapper|status --out FILE ARCH=BINARY...
-       ARCH: x86_64, aarch64, s390x, ppc64le
+usage: mklauncher.py --role wrapper|status --out FILE [--carry ARCH,...] ARCH=FULL[,SLIM]...
+       ARCH: x86_64, aarch64, s390x, ppc64le. FULL is the whole binary (both
+       roles); SLIM, the wrapper alone, which the wrapper module carries
+       instead when given (a status lookup then caches FULL, which the wrapper
+       prefers). --carry: the payloads to embed (default: all given).
 """
 
 import argparse
-import gzip
 import hashlib
+import lzma
 import os
 import sys
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,30 +52,41 @@ MARKERS = [
 
 
 def compress(data):
-    """gzip at its best level, with no name or time in the header: the same
-    binary always gives the same bytes."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
+    """xz at its best level, with a CRC32 check (what every xz decoder,
+    busybox's included, knows). The same binary always gives the same bytes."""
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                         preset=9 | lzma.PRESET_EXTREME)
 
 
-def build(role, binaries):
+def build(role, binaries, carry):
     template = (HERE / "launcher.sh.in").read_text()
-    fallback = (HERE / "fallback.py").read_bytes()
+    fallback = zlib.compress((HERE / "fallback.py").read_bytes(), 9)
+    # Per architecture: the hash of what this module carries (or would), the
+    # hash of the whole binary when that is another (g: also good to run),
+    # and the payload.
     payloads = []
-    for arch, path in binaries:
-        data = Path(path).read_bytes()
+    for arch, full, slim in binaries:
+        full_data = Path(full).read_bytes()
+        data = Path(slim).read_bytes() if slim and role == "wrapper" else full_data
         sha = hashlib.sha256(data).hexdigest()
-        payloads.append((arch, sha, compress(data)))
+        other = hashlib.sha256(full_data).hexdigest()[:16] if data is not full_data else ""
+        payloads.append((arch, sha, other, compress(data) if arch in carry else b""))
     # The text's length decides the offsets written in it: settle them by
     # filling the template until its length no longer changes.
     offsets = {}
     text = b""
     for _ in range(10):
         arms = "".join(
-            f"{PATTERNS[arch]}) h={sha[:16]} H={sha} P={offsets.get(arch, 0)} N={len(blob)} ;;\n"
-            for arch, sha, blob in payloads
+            f"{PATTERNS[arch]}) h={sha[:16]} g={other} H={sha} P={offsets.get(arch, 0)} N={len(blob)} ;;\n"
+            for arch, sha, other, blob in payloads
         )
         filled = (
             template.replace("@ROLE@", role)
+            # A NUL byte past the first KiB (ansible-core reads that KiB as
+            # text) and within ansible-test's first 4 KiB, which then treats
+            # the file as binary instead of reading its payload as lines.
+            # sh skips it: dash, bash and busybox ignore NULs in a comment.
+            .replace("#</find>\n", "#</find>\n# \0 this byte marks the file as binary for ansible-test\n")
             .replace("@MARK@", "# WANT_JSON\n" if role == "status" else "")
             .replace("@ARCHES@", arms)
             .replace("@PY_OFF@", str(offsets.get("py", 0)))
@@ -76,7 +94,7 @@ def build(role, binaries):
         ).encode()
         new = {"py": len(filled)}
         at = len(filled) + len(fallback)
-        for arch, _, blob in payloads:
+        for arch, _, _, blob in payloads:
             new[arch] = at
             at += len(blob)
         text = filled
@@ -87,12 +105,14 @@ def build(role, binaries):
         sys.exit("mklauncher: the offsets did not settle")
     if role == "wrapper" and b"WANT_JSON" in text:
         sys.exit("mklauncher: the wrapper must not say WANT_JSON")
-    module = text + fallback + b"".join(blob for _, _, blob in payloads)
+    module = text + fallback + b"".join(blob for _, _, _, blob in payloads)
     for marker in MARKERS:
         if marker in module:
             sys.exit(f"mklauncher: the module holds {marker!r}, which ansible-core would act on")
     if b"\0" in module[:1024] or b"WANT_JSON" in module[len(text):]:
         sys.exit("mklauncher: the module's first KiB must be text, and only the launcher may say WANT_JSON")
+    if b"\0" not in module[1024:4096]:
+        sys.exit("mklauncher: the NUL marking the file binary must fall between its first and fourth KiB")
     return module
 
 
@@ -100,15 +120,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--role", choices=["wrapper", "status"], required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("binaries", nargs="+", metavar="ARCH=BINARY")
+    ap.add_argument("--carry", help="comma-separated architectures to embed (default: all)")
+    ap.add_argument("binaries", nargs="+", metavar="ARCH=FULL[,SLIM]")
     opts = ap.parse_args()
     binaries = []
     for spec in opts.binaries:
-        arch, _, path = spec.partition("=")
-        if arch not in PATTERNS or not path:
-            sys.exit(f"mklauncher: {spec!r} is not ARCH=BINARY with ARCH one of {', '.join(PATTERNS)}")
-        binaries.append((arch, path))
-    module = build(opts.role, binaries)
+        arch, _, paths = spec.partition("=")
+        full, _, slim = paths.partition(",")
+        if arch not in PATTERNS or not full:
+            sys.exit(f"mklauncher: {spec!r} is not ARCH=FULL[,SLIM] with ARCH one of {', '.join(PATTERNS)}")
+        binaries.append((arch, full, slim or None))
+    carry = set(opts.carry.split(",")) if opts.carry else {a for a, _, _ in binaries}
+    unknown = carry - {a for a, _, _ in binaries}
+    if unknown:
+        sys.exit(f"mklauncher: --carry names {', '.join(sorted(unknown))}, given no binary")
+    module = build(opts.role, binaries, carry)
     tmp = Path(opts.out + ".tmp")
     tmp.write_bytes(module)
     tmp.chmod(0o755)
