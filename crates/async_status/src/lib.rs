@@ -1,8 +1,9 @@
-//! The native `async_status`: the module ansible-core runs (`<args file>`, or
-//! `-` to read the arguments from stdin, which the action plugin's one-round-
-//! trip lookup uses), and, given a command word (`list`, `show`, `kill`), a
-//! tool for people on the host ([`cli`]). All the logic is in
-//! `async_jobs::status`; this only reads the arguments and prints.
+//! The native `async_status`: the module ansible-core runs (`<args file>`;
+//! `-` reads the arguments from stdin, `--args <json>` from the command line,
+//! as the action plugin's one-round-trip lookup passes them), and, given a
+//! command word (`list`, `show`, `kill`), a tool for people on the host
+//! ([`cli`]). All the logic is in `async_jobs::status`; this only reads the
+//! arguments and prints.
 
 pub mod cli;
 
@@ -18,10 +19,14 @@ pub fn run(argv: &[OsString]) -> i32 {
     }
     let args = match argv.first() {
         None => Err(
-            "no args file given; expected to be run as async_status <args file> (or - for stdin; \
-             by hand: async_status list | show JID | kill JID; see --help)"
+            "no args file given; expected to be run as async_status <args file> (or - for stdin, \
+             or --args <json>; by hand: async_status list | show JID | kill JID; see --help)"
                 .to_string(),
         ),
+        Some(flag) if flag == "--args" => match argv.get(1) {
+            Some(json) => Ok(json.as_encoded_bytes().to_vec()),
+            None => Err("--args needs the module arguments as JSON".to_string()),
+        },
         Some(path) if path == "-" => {
             let mut bytes = Vec::new();
             std::io::stdin()
