@@ -47,8 +47,9 @@ def run(cmd, env, timeout=300, check=True, cwd=None):
     return proc
 
 
-def playbook(path, inventory, env, *args, check=True, timeout=300):
-    return run([VENV_BIN / "ansible-playbook", "-i", inventory, path, *args], env, timeout, check)
+def playbook(path, inventory, env, *args, check=True, timeout=300, wrap=()):
+    """Runs ansible-playbook; `wrap`: a command prefix to run it under (a namespace, say)."""
+    return run([*wrap, VENV_BIN / "ansible-playbook", "-i", inventory, path, *args], env, timeout, check)
 
 
 def write_play(path, tasks, hosts="all", play_extra=""):
@@ -74,7 +75,7 @@ def dump(expr, name=None):
 
 
 def play(tmp_path, inventory, env, tasks, *args, hosts="all", play_extra="", library=None, check=True,
-         timeout=300):
+         timeout=300, wrap=()):
     """Runs one play of `tasks` (write_play) with ansible-playbook and `args`;
     returns the run and what its dump() tasks wrote, by name. `library`: a
     folder of test modules, put beside the playbook for it to find."""
@@ -88,7 +89,7 @@ def play(tmp_path, inventory, env, tasks, *args, hosts="all", play_extra="", lib
     out = tmp_path / f"dumped{stamp}"
     out.mkdir()
     pb = write_play(tmp_path / f"play{stamp}.yml", tasks.replace(DUMPED, str(out)), hosts, play_extra)
-    proc = playbook(pb, inventory, env, *args, check=check, timeout=timeout)
+    proc = playbook(pb, inventory, env, *args, check=check, timeout=timeout, wrap=wrap)
     return proc, {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
 
 
