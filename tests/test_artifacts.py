@@ -1,11 +1,19 @@
 """What ships: portable binaries, a launcher ansible-core takes for a script,
 safe unpacking under concurrency, and an installable collection."""
 
+import hashlib
+import json
+import lzma
 import os
 import re
 import shutil
+import struct
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 
 from ansible.executor import module_common
 
@@ -16,42 +24,73 @@ WRAPPER = MODULES_DIR / "async_wrapper"
 STATUS = MODULES_DIR / "async_status"
 
 
-def launcher_payload(path):
-    """The binary the launcher carries: its last `n=` bytes."""
+# ELF e_machine of each architecture the modules carry.
+MACHINES = {"x86_64": 62, "aarch64": 183, "s390x": 22, "ppc64le": 21}
+
+
+def payloads(path):
+    """{arch: binary} of what a module file carries, checked against its sha256."""
+    head = path.read_bytes()[:16384].decode("ascii", "replace")
     data = path.read_bytes()
-    size = int(re.search(rb"^n=(\d+)$", data[:1024], re.M).group(1))
-    return data[-size:]
+    found = {}
+    for pattern, words in re.findall(r"^(\*:[^)]+)\) (h=.*) ;;$", head, re.M):
+        arm = dict(w.split("=", 1) for w in words.split())
+        if int(arm["N"]):
+            binary = lzma.decompress(data[int(arm["P"]):int(arm["P"]) + int(arm["N"])])
+            assert hashlib.sha256(binary).hexdigest() == arm["H"]
+            found[pattern.split("|")[0][2:]] = binary
+    return found
 
 
-def glibc_floor(binary_bytes, tmp_path):
-    f = tmp_path / "bin"
-    f.write_bytes(binary_bytes)
-    out = subprocess.run(["objdump", "-T", str(f)], capture_output=True, text=True, check=True).stdout
-    versions = {tuple(int(p) for p in v.split(".")) for v in re.findall(r"GLIBC_([0-9.]+)", out)}
-    return max(versions)
+def elf_facts(binary):
+    """(e_machine, whether it has a program interpreter) of a 64-bit ELF file."""
+    assert binary[:5] == b"\x7fELF\x02", "a 64-bit ELF file"
+    endian = "<" if binary[5] == 1 else ">"
+    machine, = struct.unpack_from(endian + "H", binary, 18)
+    phoff, = struct.unpack_from(endian + "Q", binary, 32)
+    phentsize, phnum = struct.unpack_from(endian + "HH", binary, 54)
+    types = [struct.unpack_from(endian + "I", binary, phoff + i * phentsize)[0] for i in range(phnum)]
+    return machine, 3 in types  # PT_INTERP
 
 
-def test_shipped_binaries_need_glibc_2_17_at_most(tmp_path):
-    for name, data in [("async_status", STATUS.read_bytes()), ("async_wrapper", launcher_payload(WRAPPER))]:
-        floor = glibc_floor(data, tmp_path)
-        print(f"{name}: {len(data)} bytes, needs GLIBC_{'.'.join(map(str, floor))}")
-        assert floor <= (2, 17), f"{name} needs glibc {floor}"
-    print(f"async_wrapper module (launcher + binary): {WRAPPER.stat().st_size} bytes")
+def test_shipped_binaries_are_static_and_for_their_architecture():
+    for module in (WRAPPER, STATUS):
+        carried = payloads(module)
+        assert {"x86_64", "aarch64"} <= set(carried), (module.name, sorted(carried))
+        for arch, binary in carried.items():
+            machine, dynamic = elf_facts(binary)
+            assert machine == MACHINES[arch], (module.name, arch, machine)
+            assert not dynamic, f"{module.name}: the {arch} binary needs a libc from the host"
+            print(f"{module.name} {arch}: {len(binary)} bytes")
+        print(f"{module.name}: {module.stat().st_size} bytes")
 
 
-def test_launcher_is_a_script_to_ansible_core():
-    data = WRAPPER.read_bytes()
-    assert data.startswith(b"#!/bin/sh\n")
-    # ansible-core's own sniffing: the first KiB is text, so the file is a script...
-    assert not module_common._is_binary(data)
-    assert module_common._is_binary(data[1024:1024 + 4096]), "the binary starts past the first KiB"
-    # ...and none of the markers that would make ansible rewrite the module appear anywhere in it.
-    for marker in [module_common.REPLACER, module_common.REPLACER_JSONARGS, module_common.REPLACER_WINDOWS,
-                   b"from ansible.module_utils.", b"import ansible.module_utils.", b"#Requires -Module",
-                   b"#AnsibleRequires -"]:
-        assert marker not in data, marker
-    assert module_common.NEW_STYLE_PYTHON_MODULE_RE.search(data) is None
-    assert launcher_payload(WRAPPER) == (ROOT / "target/x86_64-unknown-linux-gnu/release/async_wrapper").read_bytes()
+def test_launchers_are_scripts_to_ansible_core():
+    for module in (WRAPPER, STATUS):
+        data = module.read_bytes()
+        assert data.startswith(b"#!/bin/sh\n")
+        # ansible-core's own sniffing: the first KiB is text, so the file is a script...
+        assert not module_common._is_binary(data)
+        # ...while ansible-test, which reads 4 KiB, sees a binary file (a NUL sh skips).
+        assert b"\0" not in data[:1024] and b"\0" in data[1024:4096]
+        # None of the markers that would make ansible rewrite the module appear anywhere in it.
+        for marker in [module_common.REPLACER, module_common.REPLACER_JSONARGS, module_common.REPLACER_WINDOWS,
+                       b"from ansible.module_utils.", b"import ansible.module_utils.", b"#Requires -Module",
+                       b"#AnsibleRequires -"]:
+            assert marker not in data, (module.name, marker)
+        assert module_common.NEW_STYLE_PYTHON_MODULE_RE.search(data) is None
+    # async_status is a WANT_JSON script (run with an args file); the wrapper must not be.
+    assert b"WANT_JSON" in STATUS.read_bytes()[:1024]
+    assert b"WANT_JSON" not in WRAPPER.read_bytes()
+
+
+@pytest.fixture
+def trusted(tmp_path):
+    """A folder whose chain up to / no one but this user or root may write
+    (tmp_path is under the world-writable /tmp, which the launcher refuses)."""
+    d = Path(tempfile.mkdtemp(prefix=".native-async-test-", dir=Path.home()))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def fake_module(tmp_path):
@@ -66,8 +105,9 @@ def launch(env, module, n=0):
                           env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_concurrent_launches_unpack_once_and_atomically(tmp_path):
-    cache = tmp_path / "cache"
+def test_concurrent_launches_unpack_once_and_atomically(tmp_path, trusted):
+    cache = trusted / "cache"
+    cache.mkdir(mode=0o700)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache), ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
     module = fake_module(tmp_path)
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -76,21 +116,23 @@ def test_concurrent_launches_unpack_once_and_atomically(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         assert '"started":true' in r.stdout.replace(" ", "")
     files = sorted(p.name for p in (cache / "native_async_jobs").iterdir())
-    assert len(files) == 1 and files[0].startswith("async_wrapper-"), files
+    assert len(files) == 1 and files[0].startswith("native_async-"), files
     assert (cache / "native_async_jobs").stat().st_mode & 0o777 == 0o700
 
 
-def test_unpacks_beside_the_launcher_when_the_cache_is_unusable(tmp_path):
-    blocker = tmp_path / "not-a-dir"
+def test_unpacks_privately_beside_the_launcher_when_the_cache_is_unusable(tmp_path, trusted):
+    blocker = trusted / "not-a-dir"
     blocker.write_text("")
-    launcher = tmp_path / "ansible-tmp-9-9-9"
-    launcher.mkdir()
+    launcher = trusted / "ansible-tmp-9-9-9"
+    launcher.mkdir(mode=0o700)
     shutil.copy(WRAPPER, launcher / "async_wrapper")
     env = dict(os.environ, XDG_CACHE_HOME=str(blocker), ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
     r = subprocess.run(["/bin/sh", str(launcher / "async_wrapper"), "j1", "30", str(fake_module(tmp_path)), "_",
                         "-preserve_tmp"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert [p.name for p in launcher.iterdir() if p.name.startswith("async_wrapper-")]
+    assert json.loads(r.stdout)["native_async_impl"] == "native"
+    # The private folder it ran from is gone once the launch returned.
+    assert sorted(p.name for p in launcher.iterdir()) == ["async_wrapper"]
 
 
 def test_collection_builds_installs_and_documents(tmp_path):
@@ -139,6 +181,7 @@ def test_collection_builds_installs_and_documents(tmp_path):
         that: [cl.erased is defined]
 """)
     out = playbook(pb, inv, env, "-vvv").stdout
-    assert f"Using module file {modules}/async_status" in out
+    # The status lookups took the module's way (a cold host) or the cached binary's one command.
+    assert f"Using module file {modules}/async_status" in out or "set -- --args" in out
     assert f"{modules}/async_wrapper" in out or "async_wrapper" in out
     assert not list((tmp_path / "async").glob("j*"))
