@@ -96,7 +96,7 @@ def in_root(root, *argv, env=None):
 def test_the_musl_binaries_run_where_there_is_no_libc(chroot):
     assert not list(chroot.rglob("libc.so*")) and not list(chroot.rglob("ld-*.so*")), "a root with no libc"
     (chroot / "job").mkdir()
-    (chroot / "job/AnsiballZ_m.sh").write_text('#!/bin/sh\necho "{\\"rc\\": 0, \\"where\\": \\"$(cat /etc/hostname 2>/dev/null || echo chroot)\\"}"\n')
+    (chroot / "job/AnsiballZ_m.sh").write_text("#!/bin/sh\necho '{\"rc\": 0, \"where\": \"chroot\"}'\n")
     (chroot / "job/AnsiballZ_m.sh").chmod(0o755)
     p = in_root(chroot, "/bin/sh", "/modules/async_wrapper", "j1", "30", "/job/AnsiballZ_m.sh", "_")
     out = json.loads(p.stdout)
