@@ -231,7 +231,7 @@ def test_async_under_become(become_run, case):
         # The launcher unpacked its binary into the become user's own cache.
         cache = Path(home) / ".cache" / "native_async_jobs"
         assert cache.is_dir() and cache.stat().st_uid == pwd.getpwnam(user).pw_uid
-        assert any(p.name.startswith("async_wrapper-") for p in cache.iterdir())
+        assert any(p.name.startswith("native_async-") for p in cache.iterdir())
 
 
 # (c) The seeds' pattern on a fleet of 50 hosts: 49 local aliases and the SSH host.

@@ -1,0 +1,118 @@
+"""Status lookups over real SSH in one round trip (issue 12): once the host has
+a trusted cached copy of the binary, a lookup is one `ssh` command; without
+one (a cold host, a cache removed between tasks, a cached file that fails the
+trust checks) the module is sent, which puts a good copy in place. Pipelining
+off and on, without and with become; the builtin name `async_status` takes
+the same path when the action plugin path is set."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import native_active
+from helpers import ROOT, collections_path, playbook, write_play
+
+import sshd as sshd_mod
+from test_ssh import ssh_env, ssh_line
+
+pytestmark = pytest.mark.skipif(not native_active(), reason="the one-round-trip lookup is the native plugin's")
+
+ACTIONS = ROOT / "ansible_collection" / "plugins" / "action"
+INSTALLED = Path("/usr/local/libexec/native_async")
+
+TASKS = """
+- name: launch
+  command: echo looked up
+  async: 30
+  poll: 0
+  register: job
+- name: forget the cache
+  shell: rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}/native_async_jobs"
+  when: cold | bool
+- name: first lookup
+  native.async_jobs.async_status:
+    jid: "{{ job.ansible_job_id }}"
+    wait: 30
+  register: first
+- name: spoil the cache
+  shell: chmod g+w "${XDG_CACHE_HOME:-$HOME/.cache}"/native_async_jobs/native_async-*
+  when: spoil | bool
+- name: second lookup
+  native.async_jobs.async_status:
+    jid: "{{ job.ansible_job_id }}"
+  register: second
+- name: cached copies
+  shell: ls -l "${XDG_CACHE_HOME:-$HOME/.cache}"/native_async_jobs/
+  register: cache
+- name: cleanup by the builtin name
+  async_status:
+    jid: "{{ job.ansible_job_id }}"
+    mode: cleanup
+  register: cl
+- name: save
+  copy:
+    content: "{{ {'job': job, 'first': first, 'second': second, 'cache': cache.stdout_lines, 'cl': cl} | to_json }}"
+    dest: "{{ out }}"
+  delegate_to: localhost
+"""
+
+
+def task_logs(stdout):
+    """The -vvv output of each task, by name."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^TASK \[([^\]]+)\] \**\n(.*?)(?=^TASK \[|^PLAY RECAP)",
+                                                        stdout, re.M | re.S)}
+
+
+def round_trips(log):
+    """ssh and sftp/scp commands ansible ran for a task (each one a round trip at least)."""
+    return len(re.findall(r"SSH: EXEC (?:ssh|sftp|scp) ", log))
+
+
+CASES = {
+    # name: (login user, become user or None, cold, spoil)
+    "warm": ("root", None, False, False),
+    "cold": ("root", None, True, False),
+    "spoiled": ("root", None, False, True),
+    "sudo-to-root": (sshd_mod.LOGIN_USER, "root", True, False),
+    "sudo-to-other": (sshd_mod.LOGIN_USER, sshd_mod.OTHER_USER, True, True),
+}
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["pipelining-off", "pipelining-on"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_lookup_is_one_round_trip_when_the_host_has_a_trusted_copy(tmp_path, sshd, case, pipelining):
+    login, become, cold, spoil = CASES[case]
+    if list(INSTALLED.glob("native_async-*")):
+        pytest.skip(f"a binary installed in {INSTALLED} comes before any cache; these cases are about the cache")
+    extra = {"cold": cold, "spoil": spoil}
+    if become:
+        extra.update(ansible_become="true", ansible_become_user=become, ansible_become_method="sudo")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(ssh_line("sshhost", sshd, user=login, **extra) + "\n")
+    out = tmp_path / "out.json"
+    pb = write_play(tmp_path / "pb.yml", TASKS)
+    env = ssh_env(tmp_path, sshd, pipelining=pipelining,
+                  ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
+    proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
+    r = json.loads(out.read_text())
+    logs = task_logs(proc.stdout)
+    assert r["first"]["finished"] is True and r["first"]["stdout"] == "looked up", r["first"]
+    assert r["second"]["finished"] is True and r["second"]["stdout"] == "looked up", r["second"]
+    assert r["cl"]["erased"] == r["job"]["results_file"], r["cl"]
+    first, second, cleanup = logs["first lookup"], logs["second lookup"], logs["cleanup by the builtin name"]
+    # The launch cached only the wrapper's slim binary; a lookup needs the whole
+    # one, so the first lookup sends the module (which caches it): a tmp dir,
+    # uploads, the run. A host where a status lookup already cached it: one command.
+    if cold:
+        assert "PUT " in first and round_trips(first) > 1, first[-3000:]
+    if spoil:
+        # The cached copy is group-writable now: never run; the module is sent
+        # and replaces it with a good one.
+        assert "PUT " in second and round_trips(second) > 1, second[-3000:]
+        assert all(re.match(r"-rwx------ ", line) for line in r["cache"] if "native_async-" in line), r["cache"]
+    else:
+        assert "PUT " not in second and round_trips(second) == 1, second[-3000:]
+    # The builtin name, through the action plugin path: one command too.
+    assert "PUT " not in cleanup and round_trips(cleanup) == 1, cleanup[-3000:]
