@@ -3,7 +3,7 @@
 #   make test    Rust tests; integration, interop, reliability, conformance, installed-mode,
 #                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules
-#   make lint    cargo fmt --check and clippy; ruff (ruff.toml) over tests/, bench/ and the action plugin;
+#   make lint    cargo fmt --check, clippy and rustdoc with -D warnings; ruff (ruff.toml);
 #                ansible-lint (production profile) over examples/ and the collection's playbooks
 #   make sanity  ansible-test sanity on the collection tarball (ansible-core 2.19 and the newest)
 #   make galaxy-import  Galaxy's import check (galaxy-importer) on the collection tarball
@@ -97,6 +97,7 @@ $(VENV)/.ruff-$(RUFF_VERSION): $(VENV)/.ready
 lint: $(VENV)/.ruff-$(RUFF_VERSION) ansible-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 	$(VENV)/bin/ruff check tests bench ansible_collection/plugins/action/async_status.py
 
 # The bench draws its chart with matplotlib, kept out of the test venv.

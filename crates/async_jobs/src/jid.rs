@@ -44,6 +44,7 @@ impl JobId {
         Self::parse(&format!("{prefix}.{pid}"))
     }
 
+    /// The id as text (also the job file's name).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -31,6 +31,7 @@ const CAPTURE: usize = 64 * 1024;
 pub enum State {
     /// Waiting for a slot in its pool; its time limit has not started.
     Queued,
+    /// Its module runs.
     Running,
     /// Ended, and its module reported success.
     Finished,
@@ -46,6 +47,7 @@ pub enum State {
 }
 
 impl State {
+    /// The state's name, as the meta records it and people read it.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
@@ -58,6 +60,7 @@ impl State {
         }
     }
 
+    /// Whether the job has ended (it will not change any more).
     pub fn is_done(self) -> bool {
         !matches!(self, State::Queued | State::Running)
     }
@@ -69,14 +72,19 @@ impl State {
 pub struct JobMeta {
     /// The module that runs (`command`, from `AnsiballZ_command.py`).
     pub module: String,
+    /// The job slots' pool it is in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// When it was queued for a pool slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at: Option<f64>,
+    /// When its module started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
+    /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<f64>,
+    /// The module process's pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_pid: Option<u32>,
     /// The module process's start time (clock ticks since boot): with its
@@ -89,6 +97,7 @@ pub struct JobMeta {
 }
 
 impl JobMeta {
+    /// The meta as a JSON value, for a record or result.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
@@ -128,6 +137,7 @@ pub fn module_name(path: &std::path::Path) -> String {
 pub enum JobText {
     /// A small file, read whole and sanitized once (`repaired`: how many
     /// replacements that took).
+    #[allow(missing_docs)] // said above
     Bytes { text: Vec<u8>, repaired: usize },
     /// A big one stays in the file and is read front to back, through the
     /// sanitizer, each time it is needed.
@@ -219,8 +229,11 @@ pub enum JobFile {
 /// supervises the job and its meta.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// Where its members are.
     pub scanned: Scanned,
+    /// Who supervises the job (the builtin records no one).
     pub supervisor: Option<Identity>,
+    /// The native supervisor's meta.
     pub meta: Option<JobMeta>,
     /// Waiting for a pool slot; the module has not started.
     pub queued: bool,
@@ -229,8 +242,11 @@ pub struct Record {
 /// A finished job's result, as far as a reader needs to know it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// Where its members are.
     pub scanned: Scanned,
+    /// The native supervisor's meta.
     pub meta: Option<JobMeta>,
+    /// How the job ended.
     pub state: State,
     /// How many bytes of text had to be replaced to make it strict UTF-8.
     pub repaired: usize,

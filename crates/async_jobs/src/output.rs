@@ -23,18 +23,23 @@ pub const TAIL_LIMIT: u64 = 64 * 1024;
 
 /// The module's stdout and stderr, as captured in the job's files.
 pub struct Captured {
+    /// What the module wrote on stdout.
     pub stdout: File,
+    /// What the module wrote on stderr.
     pub stderr: File,
 }
 
 /// Why no JSON could be found in a module's output; the texts are the builtin's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoJson {
+    /// No line starts with `{`.
     NoStart,
+    /// No line after it ends with `}`.
     NoEnd,
 }
 
 impl NoJson {
+    /// The builtin's words for it.
     pub fn as_str(self) -> &'static str {
         match self {
             NoJson::NoStart => "No start of json char found",
@@ -196,6 +201,7 @@ fn inspect(file: &mut File, at: &Located) -> io::Result<Result<(ObjectInfo, usiz
 pub struct Run<'a> {
     /// The module command line (`cmd` in the result).
     pub cmd: &'a str,
+    /// The job's id.
     pub jid: &'a str,
     /// The signal that killed the module, if one did.
     pub signal: Option<i32>,

@@ -16,14 +16,17 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// The task environment variables that put a job in a pool.
+/// The task environment variable that names a job's pool.
 pub const POOL_ENV: &str = "NATIVE_ASYNC_POOL";
+/// The task environment variable that sizes it (and puts a job in a pool).
 pub const POOL_SIZE_ENV: &str = "NATIVE_ASYNC_POOL_SIZE";
 
 /// A pool as a task asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSpec {
+    /// The pool's name (a hidden folder `.pool-<name>` in the async dir).
     pub name: String,
+    /// How many of its jobs may run at once.
     pub size: usize,
 }
 
@@ -39,6 +42,7 @@ impl PoolSpec {
         Self::parse(var(POOL_ENV).as_deref(), var(POOL_SIZE_ENV).as_deref())
     }
 
+    /// A pool from the two variables' values; `None` when neither is set.
     pub fn parse(name: Option<&str>, size: Option<&str>) -> Result<Option<PoolSpec>, String> {
         let (name, size) = match (name, size) {
             (None, None) => return Ok(None),

@@ -17,8 +17,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The names of a job's captured module output inside its private output dir.
+/// The name of a job's captured stdout inside its private output dir.
 pub const STDOUT: &str = "stdout";
+/// The name of its captured stderr.
 pub const STDERR: &str = "stderr";
 
 /// An open, checked async dir.
@@ -103,6 +104,7 @@ impl AsyncDir {
         })
     }
 
+    /// The dir's path, as given.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> [-preserve_tmp]  Humans, do not call directly!";
 
+/// The wrapper's arguments, checked.
 #[derive(Debug, PartialEq)]
 pub struct WrapperArgs {
     /// The controller's part of the job id (`j` and digits); the wrapper adds its pid.
@@ -18,6 +19,7 @@ pub struct WrapperArgs {
     /// ansible-core passes when the module keeps its own time (gather_facts
     /// with `parallel: true` and a `gather_timeout`): no limit then.
     pub limit_secs: Option<u64>,
+    /// The module file the controller uploaded (`AnsiballZ_<name>`).
     pub module: PathBuf,
     /// `None` when the controller passed `_` (Python modules carry their arguments).
     pub args_file: Option<PathBuf>,

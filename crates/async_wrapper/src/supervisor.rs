@@ -1,5 +1,5 @@
 //! The detached side of the wrapper: a job's life in small steps, one job
-//! each, as tini writes supervision. [`supervise`] runs them in order:
+//! each, as tini writes supervision. [`supervise()`] runs them in order:
 //!
 //! 1. [`isolate`]: let go of the controller's channel;
 //! 2. [`prepare`]: take signals, become subreaper, make the output files and
@@ -36,9 +36,13 @@ use supervise::{Ended, Event, StopRequest, Wake};
 
 /// What the launcher handed the supervisor.
 pub struct Job<'a> {
+    /// The controller's arguments.
     pub args: &'a WrapperArgs,
+    /// The job's id.
     pub jid: &'a JobId,
+    /// The async dir, created and checked.
     pub dir: &'a AsyncDir,
+    /// The job slots' pool, if the task named one.
     pub pool: Option<&'a PoolSpec>,
     /// Between the first signal and SIGKILL when the job is stopped.
     pub grace: Duration,
@@ -49,6 +53,7 @@ pub struct Job<'a> {
 /// not get that far.
 #[derive(Debug, PartialEq)]
 pub struct Report {
+    /// What the launch's result should warn about.
     pub warnings: Vec<String>,
 }
 
@@ -79,6 +84,7 @@ impl Report {
 
 /// How a job ended; each is recorded in its own way.
 #[derive(Debug)]
+#[allow(missing_docs)] // `child` is the module's pid in each
 pub enum Ending {
     /// The module exited, or a signal not sent by the supervisor ended it.
     Exited { child: u32, how: Ended },
@@ -306,11 +312,11 @@ impl<'a> Supervisor<'a> {
                 }
             }
             Err(e) => {
-                let mut short = async_jobs::failure(format!(
+                let why = format!(
                     "{} but its result could not be stored: {e}",
                     describe(&ending)
-                ));
-                short.insert("ansible_job_id".into(), job.jid.as_str().into());
+                );
+                let mut short = self.failed_result(job, &why);
                 if let Ending::Exited {
                     how: Ended::Exited(rc),
                     ..
@@ -318,7 +324,6 @@ impl<'a> Supervisor<'a> {
                 {
                     short.insert("rc".into(), rc.into());
                 }
-                short.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
                 let kept = spare.map(|s| s.store(job.dir, job.jid, &short));
                 if !matches!(kept, Some(Ok(()))) {
                     // Without the spare (never made), try an ordinary write.
@@ -330,32 +335,25 @@ impl<'a> Supervisor<'a> {
 
     fn write_result(&mut self, job: &Job<'a>, ending: &Ending) -> async_jobs::Result<()> {
         let (dir, jid) = (job.dir, job.jid);
+        let clone = |f: &File| {
+            f.try_clone().map_err(|source| async_jobs::Error::Write {
+                path: dir.job_path(jid),
+                source,
+            })
+        };
         let mut cap = Captured {
-            stdout: self
-                .stdout
-                .try_clone()
-                .map_err(|source| async_jobs::Error::Write {
-                    path: dir.job_path(jid),
-                    source,
-                })?,
-            stderr: self
-                .stderr
-                .try_clone()
-                .map_err(|source| async_jobs::Error::Write {
-                    path: dir.job_path(jid),
-                    source,
-                })?,
+            stdout: clone(&self.stdout)?,
+            stderr: clone(&self.stderr)?,
         };
         match ending {
             Ending::Exited { how, .. } => {
-                let signal = match how {
-                    Ended::Signaled(sig) => Some(*sig),
-                    Ended::Exited(_) => None,
-                };
                 let run = Run {
                     cmd: &job.args.command_line(),
                     jid: jid.as_str(),
-                    signal,
+                    signal: match how {
+                        Ended::Signaled(sig) => Some(*sig),
+                        Ended::Exited(_) => None,
+                    },
                     meta: Some(&self.meta),
                 };
                 dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
@@ -367,21 +365,7 @@ impl<'a> Supervisor<'a> {
                 })
             }
             Ending::Stopped { child, request } => {
-                let mut head = async_jobs::failure(match child {
-                    Some(_) => format!("The job was {}", stop_cause(request, job.grace)),
-                    None => format!(
-                        "The job was killed while queued for a slot in pool {:?} ({}); it never started",
-                        self.meta.pool.as_deref().unwrap_or_default(),
-                        stop_cause(request, job.grace)
-                    ),
-                });
-                head.insert("killed".into(), true.into());
-                if let Some(pid) = child {
-                    head.insert("signal".into(), request.first_signal().as_str().into());
-                    head.insert("child_pid".into(), (*pid).into());
-                } else {
-                    head.insert("ansible_job_id".into(), jid.as_str().into());
-                }
+                let head = self.killed_head(job, *child, request);
                 let meta = self.meta.ended(State::Killed);
                 dir.write_job_with(jid, |w| {
                     write_stopped_result(&head, Some(&meta), &mut cap, w)
@@ -389,21 +373,45 @@ impl<'a> Supervisor<'a> {
             }
             Ending::NotStarted(why) => {
                 // As the builtin does: the job's result says why the module could not run.
-                let mut result = async_jobs::failure(why.clone());
+                let mut result = self.failed_result(job, why);
                 result.insert("cmd".into(), job.args.command_line().into());
                 result.insert("outdata".into(), "".into());
                 result.insert("stderr".into(), "".into());
-                result.insert("ansible_job_id".into(), jid.as_str().into());
-                result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
                 dir.write_job(jid, &result)
             }
-            Ending::Failed(why) => {
-                let mut result: Object = async_jobs::failure(why.clone());
-                result.insert("ansible_job_id".into(), jid.as_str().into());
-                result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
-                dir.write_job(jid, &result)
+            Ending::Failed(why) => dir.write_job(jid, &self.failed_result(job, why)),
+        }
+    }
+
+    /// The head of a killed job's result (its output's tail follows).
+    fn killed_head(&self, job: &Job<'a>, child: Option<u32>, request: &StopRequest) -> Object {
+        let cause = stop_cause(request, job.grace);
+        let mut head = async_jobs::failure(match child {
+            Some(_) => format!("The job was {cause}"),
+            None => format!(
+                "The job was killed while queued for a slot in pool {:?} ({cause}); it never started",
+                self.meta.pool.as_deref().unwrap_or_default(),
+            ),
+        });
+        head.insert("killed".into(), true.into());
+        match child {
+            Some(pid) => {
+                head.insert("signal".into(), request.first_signal().as_str().into());
+                head.insert("child_pid".into(), pid.into());
+            }
+            None => {
+                head.insert("ansible_job_id".into(), job.jid.as_str().into());
             }
         }
+        head
+    }
+
+    /// A failed job's result: `msg`, the job id and the meta.
+    fn failed_result(&self, job: &Job<'a>, why: &str) -> Object {
+        let mut result = async_jobs::failure(why);
+        result.insert("ansible_job_id".into(), job.jid.as_str().into());
+        result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
+        result
     }
 
     /// Step 8: removes what only served the run: captured output, the pool

@@ -8,14 +8,18 @@ use std::fs;
 /// The identity of one process on one boot of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// Its process id.
     pub pid: u32,
+    /// When it started, in clock ticks since boot (pids are reused, this pair is not).
     pub start_ticks: u64,
+    /// The kernel's id of the boot it ran in.
     pub boot_id: String,
 }
 
 /// What became of a recorded process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
+    /// The very process still runs.
     Alive,
     /// No process with that pid and start time: it ended or was killed.
     Gone,
@@ -49,6 +53,7 @@ impl Identity {
         })
     }
 
+    /// What became of the process.
     pub fn liveness(&self) -> Liveness {
         match boot_id() {
             None => return Liveness::Unknown,

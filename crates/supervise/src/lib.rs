@@ -20,26 +20,34 @@ use std::time::{Duration, Instant};
 
 pub use nix::unistd::Pid as ProcessId;
 
+/// A result of a supervision step.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What failed, saying exactly which step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Forking the supervisor failed.
     #[error("fork failed: {0}")]
     Fork(Errno),
+    /// Leaving the controller's session failed.
     #[error("setsid failed: {0}")]
     Setsid(Errno),
+    /// Pointing stdio at /dev/null failed.
     #[error("redirecting stdio to /dev/null failed: {0}")]
     Stdio(std::io::Error),
+    /// Blocking the supervisor's signals failed.
     #[error("blocking signals failed: {0}")]
     SignalMask(Errno),
+    /// Waiting for the module (or a signal) failed.
     #[error("waiting for the module failed: {0}")]
     Wait(Errno),
 }
 
 /// Which side of a fork this process is on.
 pub enum Forked {
+    /// The caller, with the child's pid.
     Parent(Pid),
+    /// The new process, in a session of its own.
     Child,
 }
 
@@ -199,7 +207,9 @@ pub fn release_startup_pages() {
 /// How the module process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
+    /// It exited with this code.
     Exited(i32),
+    /// This signal ended it.
     Signaled(i32),
 }
 
@@ -219,7 +229,9 @@ pub enum Event {
 /// (`async_status mode=kill signal=...` queues it with the TERM; see [`request_stop`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopRequest {
+    /// The signal the supervisor got.
     pub received: Signal,
+    /// The signal asked for the job's processes, if the request carried one.
     pub asked: Option<Signal>,
 }
 

@@ -2,12 +2,12 @@
 //! megabytes never has its output held in memory, and on what Python's `json`
 //! accepts, which is more than strict JSON:
 //!
-//! - [`sanitize`]: makes JSON text strict UTF-8 (lone surrogates and bytes
+//! - [`mod@sanitize`]: makes JSON text strict UTF-8 (lone surrogates and bytes
 //!   that are not UTF-8 in strings become U+FFFD);
-//! - [`scan`]: checks one object's grammar without building it, noting where
+//! - [`mod@scan`]: checks one object's grammar without building it, noting where
 //!   its top-level members are, and writes it again member by member;
-//! - [`write`]: raw bytes as one JSON string;
-//! - [`base64`]: raw bytes as one base64 JSON string, the lossless copy.
+//! - [`mod@write`]: raw bytes as one JSON string;
+//! - [`mod@base64`]: raw bytes as one base64 JSON string, the lossless copy.
 
 pub mod base64;
 pub mod sanitize;

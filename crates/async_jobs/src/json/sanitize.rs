@@ -112,6 +112,9 @@ impl Sanitizer {
         self.replaced += 1;
     }
 
+    /// One byte in the current state: one arm per state, kept together (a
+    /// little over the length a function should have) so the transducer reads
+    /// as one table.
     fn byte(&mut self, b: u8, out: &mut Vec<u8>) {
         match self.state {
             State::Outside => {
@@ -261,6 +264,7 @@ pub struct SanitizedReader<R> {
 }
 
 impl<R: Read> SanitizedReader<R> {
+    /// Sanitizes what `inner` reads.
     pub fn new(inner: R) -> Self {
         SanitizedReader {
             inner,

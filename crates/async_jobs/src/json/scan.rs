@@ -8,7 +8,7 @@
 //! AnsibleModule passes them through), numbers of any size (`1e999` is
 //! Python's `inf`), and nesting of any depth (it keeps one byte per level,
 //! never a stack frame). Input must already be sanitized (see
-//! [`super::sanitize`]), so every string is UTF-8 with sound escapes.
+//! [`mod@super::sanitize`]), so every string is UTF-8 with sound escapes.
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -29,6 +29,7 @@ pub struct Member {
 /// What a scan found: the members in order, and where the object ends.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scanned {
+    /// The top-level members, in the order written.
     pub members: Vec<Member>,
     /// Just past the closing brace.
     pub end: u64,
@@ -54,11 +55,15 @@ impl Scanned {
 /// Why the text is not one JSON object.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
+    /// Reading failed.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// Valid JSON, but not an object.
     #[error("the JSON is not an object")]
     NotAnObject,
+    /// Not JSON: at this byte, something else was expected.
     #[error("invalid JSON at byte {at}: expected {expected}")]
+    #[allow(missing_docs)] // the fields are the message's words
     Syntax { at: u64, expected: &'static str },
 }
 
@@ -283,11 +288,39 @@ impl Scanner {
     /// Handles one byte; `false` when it was not consumed and must be read again
     /// in the new state (the byte that ends a number).
     fn step(&mut self, b: u8) -> Result<bool, ScanError> {
-        use Expect::*;
         let before = self.expect;
         let depth = self.stack.len();
+        let Some((next, after)) = self.transition(before, b)? else {
+            // The number ended before this byte: read it again as what follows.
+            self.value_done();
+            return Ok(false);
+        };
+        self.expect = next;
+        self.account(before, depth, after, b);
+        match after {
+            Step::Open(open) => self.stack.push(open),
+            Step::ValueStarts if b == b'{' || b == b'[' => self.stack.push(b),
+            Step::Close => {
+                self.stack.pop();
+                if self.stack.is_empty() {
+                    self.end = self.pos;
+                }
+                self.value_done();
+            }
+            Step::ValueEnds => self.value_done(),
+            Step::ValueStarts | Step::Nothing => {}
+        }
+        Ok(true)
+    }
+
+    /// The grammar, as one table of (state, byte) to the next state and what
+    /// the byte does; `None` when a number ends before the byte. Kept in one
+    /// match, longer than a function should be, so that the grammar can be
+    /// read and checked in one place.
+    fn transition(&self, before: Expect, b: u8) -> Result<Option<(Expect, Step)>, ScanError> {
+        use Expect::*;
         let mut after = Step::Nothing;
-        self.expect = match (before, b) {
+        let next = match (before, b) {
             (Start | KeyOrClose | Key | Colon | Value | ValueOrClose | Next | Done, _)
                 if is_ws(b) =>
             {
@@ -366,11 +399,7 @@ impl Scanner {
             (Number(state), _) => match number_step(state, b) {
                 Some(NumStep::More(next)) => Number(next),
                 Some(NumStep::Infinity) => Literal(b"nfinity"),
-                Some(NumStep::Ended) => {
-                    // The number ended before this byte: read it again as what follows.
-                    self.value_done();
-                    return Ok(false);
-                }
+                Some(NumStep::Ended) => return Ok(None),
                 None => return Err(self.syntax("a digit")),
             },
             (Literal(rest), _) if rest.first() == Some(&b) => match rest.len() {
@@ -382,8 +411,14 @@ impl Scanner {
             },
             (Literal(_), _) => return Err(self.syntax("true, false, null, NaN or Infinity")),
         };
-        // Which text the byte belongs to: a top-level key (quotes included),
-        // a top-level value (from its first byte to its last), or neither.
+        Ok(Some((next, after)))
+    }
+
+    /// Records the byte as read: into the key of a top-level member (quotes
+    /// included), into the captured value (from its first byte to its last),
+    /// or neither; and moves the position.
+    fn account(&mut self, before: Expect, depth: usize, after: Step, b: u8) {
+        use Expect::*;
         let is_key = depth == 1
             && match before {
                 Str { key } | StrEscape { key } | StrHex { key, .. } => key,
@@ -416,20 +451,6 @@ impl Scanner {
             self.keep(&[b]);
         }
         self.pos += 1;
-        match after {
-            Step::Open(open) => self.stack.push(open),
-            Step::ValueStarts if b == b'{' || b == b'[' => self.stack.push(b),
-            Step::Close => {
-                self.stack.pop();
-                if self.stack.is_empty() {
-                    self.end = self.pos;
-                }
-                self.value_done();
-            }
-            Step::ValueEnds => self.value_done(),
-            Step::ValueStarts | Step::Nothing => {}
-        }
-        Ok(true)
     }
 
     /// Ends the text: the object must be complete.

@@ -23,8 +23,10 @@ pub enum Kind {
 
 /// The text of an answer.
 pub enum Body {
+    /// A small object, in memory.
     Object(Object),
     /// A job file, written again: its members but `drop`, then `extra`.
+    #[allow(missing_docs)] // said above
     Job {
         text: JobText,
         scanned: Scanned,
@@ -32,10 +34,8 @@ pub enum Body {
         extra: Vec<(String, Value)>,
     },
     /// Answers for a list of jobs: `head`'s keys, then `results`.
-    Many {
-        head: Object,
-        results: Vec<Body>,
-    },
+    #[allow(missing_docs)] // said above
+    Many { head: Object, results: Vec<Body> },
 }
 
 impl Body {
@@ -86,13 +86,16 @@ impl Body {
 
 /// One answer, with what the callers need to know of it without reading it again.
 pub struct Answer {
+    /// Whose words it is (decides the exit code and `invocation`).
     pub kind: Kind,
+    /// What is printed.
     pub body: Body,
     /// Whether the job has finished (a job that cannot be found counts as
     /// finished, as the builtin's failure says).
     pub finished: bool,
     /// Whether the answer is a failure, the module's or the job's.
     pub failed: bool,
+    /// Whether it changed anything (a cleanup, a kill, a prune).
     pub changed: bool,
 }
 
@@ -166,7 +169,9 @@ impl Answer {
 
 /// What the module prints, and the exit code it prints it with.
 pub struct Reply {
+    /// The JSON object printed.
     pub body: Body,
+    /// The exit code: 1 for the module's own failure, else 0.
     pub rc: i32,
 }
 
@@ -180,9 +185,11 @@ impl Reply {
     }
 }
 
-/// A failure about one job.
+/// A failure about one job, in the builtin's shape: `failed`, `msg`, the job
+/// id, and `started` and `finished` true so `until: result is finished` ends.
 #[derive(Debug, Serialize)]
-pub struct JobFailure {
+#[allow(missing_docs)] // the builtin's keys, said above
+pub(crate) struct JobFailure {
     pub failed: bool,
     pub msg: String,
     pub ansible_job_id: String,
@@ -199,7 +206,7 @@ pub struct JobFailure {
 }
 
 impl JobFailure {
-    pub fn new(jid: &str, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(jid: &str, msg: impl Into<String>) -> Self {
         JobFailure {
             failed: true,
             msg: msg.into(),

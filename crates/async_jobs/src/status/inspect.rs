@@ -14,7 +14,7 @@ use supervise::identity::Liveness;
 /// [`crate::paths::home_variants`]). The dir the controller named must be
 /// usable (an unsafe one is an error); another home is only a guess, and
 /// skipped when it is not.
-pub fn homes(async_dir: &Path) -> Result<Vec<AsyncDir>, crate::Error> {
+pub(crate) fn homes(async_dir: &Path) -> Result<Vec<AsyncDir>, crate::Error> {
     let mut dirs = Vec::new();
     for (i, place) in crate::paths::home_variants(async_dir).iter().enumerate() {
         match AsyncDir::open(place) {
@@ -28,7 +28,7 @@ pub fn homes(async_dir: &Path) -> Result<Vec<AsyncDir>, crate::Error> {
 }
 
 /// Finds the dir that holds a job, or answers why there is none.
-pub fn locate(async_dir: &Path, jid: &str) -> Result<(AsyncDir, JobId), Answer> {
+pub(crate) fn locate(async_dir: &Path, jid: &str) -> Result<(AsyncDir, JobId), Answer> {
     let jid = JobId::parse(jid).map_err(|e| Answer::job_failure(jid, e.to_string()))?;
     let dirs = homes(async_dir).map_err(|e| Answer::job_failure(jid.as_str(), e.to_string()))?;
     if let Some(dir) = dirs.into_iter().find(|d| d.has_job(&jid)) {
@@ -46,14 +46,14 @@ pub fn locate(async_dir: &Path, jid: &str) -> Result<(AsyncDir, JobId), Answer> 
 }
 
 /// A job file as read once: its text and what it says.
-pub struct Inspected {
+pub(crate) struct Inspected {
     pub text: JobText,
     pub file: JobFile,
     pub path: String,
 }
 
 /// Reads a job's file; `Err` answers when it cannot be read.
-pub fn inspect(dir: &AsyncDir, jid: &JobId) -> Result<Inspected, Answer> {
+pub(crate) fn inspect(dir: &AsyncDir, jid: &JobId) -> Result<Inspected, Answer> {
     let file = match dir.open_job(jid) {
         Ok(Some(f)) => f,
         Ok(None) => return Err(Answer::not_found(jid.as_str())),
@@ -78,7 +78,7 @@ pub fn inspect(dir: &AsyncDir, jid: &JobId) -> Result<Inspected, Answer> {
 }
 
 /// The status of a job found in `dir`.
-pub fn job_status(dir: &AsyncDir, jid: &JobId) -> Answer {
+pub(crate) fn job_status(dir: &AsyncDir, jid: &JobId) -> Answer {
     let read = match inspect(dir, jid) {
         Ok(r) => r,
         Err(answer) => return answer,
@@ -97,7 +97,7 @@ pub fn job_status(dir: &AsyncDir, jid: &JobId) -> Answer {
 
 /// Why a job that reads as running will never finish, if it will not: its
 /// supervisor is gone, or the host rebooted since it started.
-pub fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
+pub(crate) fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String> {
     const REBOOTED: &str = "The host rebooted after the job started; the job did not finish";
     let supervisor = match file {
         JobFile::Running(Record { supervisor, .. }) => supervisor.as_ref(),
@@ -124,7 +124,7 @@ pub fn lost_reason(dir: &AsyncDir, jid: &JobId, file: &JobFile) -> Option<String
 
 /// The answer for a lost job: finished and failed, saying why. It is the
 /// job's failure (data for the task), not the module's.
-pub fn lost(jid: &JobId, path: &str, why: String) -> Answer {
+pub(crate) fn lost(jid: &JobId, path: &str, why: String) -> Answer {
     let failure = JobFailure {
         lost: Some(true),
         results_file: Some(path.into()),
@@ -139,7 +139,7 @@ pub fn lost(jid: &JobId, path: &str, why: String) -> Answer {
 
 /// The status of a job from its file, as the builtin gives it: the file's
 /// own keys, the supervisor's meta (its bookkeeping, for `mode: list`) left out.
-pub fn status_of(jid: &JobId, read: Inspected) -> Answer {
+pub(crate) fn status_of(jid: &JobId, read: Inspected) -> Answer {
     let Inspected { text, file, path } = read;
     match file {
         JobFile::Empty => {

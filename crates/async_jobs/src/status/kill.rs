@@ -12,7 +12,7 @@ use crate::{AsyncDir, JobId};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use supervise::identity::Liveness;
+use supervise::identity::{Identity, Liveness};
 
 /// How long `mode: kill` waits for the supervisor to record the end: its
 /// grace period (3 s by default) and then some.
@@ -59,7 +59,7 @@ impl Killed {
 }
 
 /// Stops job `jid` of `dir`, `first` to its processes first.
-pub fn kill(dir: &AsyncDir, jid: &JobId, first: Signal, check_mode: bool) -> Answer {
+pub(crate) fn kill(dir: &AsyncDir, jid: &JobId, first: Signal, check_mode: bool) -> Answer {
     let read = match inspect(dir, jid) {
         Ok(r) => r,
         Err(answer) => return answer,
@@ -98,6 +98,11 @@ pub fn kill(dir: &AsyncDir, jid: &JobId, first: Signal, check_mode: bool) -> Ans
         let msg = format!("would kill job {jid} ({} first)", first.as_str());
         return Answer::module(&Killed::new(jid, true, false, msg));
     }
+    kill_supervised(dir, jid, supervisor, first)
+}
+
+/// Asks a live supervisor to stop its job and waits for it to record the end.
+fn kill_supervised(dir: &AsyncDir, jid: &JobId, supervisor: &Identity, first: Signal) -> Answer {
     // Watching starts before the request, so the end cannot slip by unseen.
     let watch = DirWatch::new([dir.path()]).ok();
     let pid = supervise::ProcessId::from_raw(supervisor.pid as i32);

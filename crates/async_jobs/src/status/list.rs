@@ -16,17 +16,27 @@ const TAIL_READ: u64 = 16 * 1024;
 /// One line of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSummary {
+    /// The job's id.
     pub jid: String,
+    /// Where it is in its life.
     pub state: State,
+    /// The module it runs (`command`...).
     pub module: Option<String>,
     /// The module's pid once it started, else its supervisor's.
     pub pid: Option<u32>,
+    /// Its job slots' pool.
     pub pool: Option<String>,
+    /// When it was queued, started and ended (seconds since the epoch).
     pub queued_at: Option<f64>,
+    #[allow(missing_docs)] // said above
     pub started_at: Option<f64>,
+    #[allow(missing_docs)] // said above
     pub ended_at: Option<f64>,
+    /// The module's `rc`, for a job that ended.
     pub rc: Option<i64>,
+    /// Its `msg`, cut to 200 characters.
     pub msg: Option<String>,
+    /// Its job file.
     pub results_file: String,
 }
 
@@ -86,6 +96,7 @@ impl JobSummary {
             .unwrap_or(0.0)
     }
 
+    /// The line as `mode: list` shows it, durations counted to `now`.
     pub fn listed(&self, now: f64) -> Listed<'_> {
         Listed {
             jid: &self.jid,
@@ -191,7 +202,7 @@ pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Option<JobSummary> {
 }
 
 /// The `mode: list` answer.
-pub fn list(async_dir: &Path) -> Answer {
+pub(crate) fn list(async_dir: &Path) -> Answer {
     #[derive(Serialize)]
     struct Listing<'a> {
         changed: bool,

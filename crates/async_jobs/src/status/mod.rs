@@ -4,7 +4,7 @@
 //! `list` and `prune` are ours. Job ids are checked before any path is built
 //! from them.
 //!
-//! Below the handlers is one layer that reads a job ([`inspect`]); above them
+//! Below the handlers is one layer that reads a job (`inspect`); above them
 //! this file, which parses and dispatches.
 
 mod answer;
@@ -122,18 +122,16 @@ fn combine(jobs: &Jobs, answers: Vec<Answer>, return_when: Option<ReturnWhen>) -
         Some(ReturnWhen::Any) => answers.iter().any(|a| a.finished),
         None => true,
     };
-    let failed: Vec<&str> = answers
-        .iter()
-        .zip(ids)
-        .filter(|(a, _)| a.failed)
-        .map(|(_, j)| j.as_str())
-        .collect();
-    let pending: Vec<&str> = answers
-        .iter()
-        .zip(ids)
-        .filter(|(a, _)| !a.finished)
-        .map(|(_, j)| j.as_str())
-        .collect();
+    let named = |pick: fn(&Answer) -> bool| -> Vec<&str> {
+        answers
+            .iter()
+            .zip(ids)
+            .filter(|(a, _)| pick(a))
+            .map(|(_, j)| j.as_str())
+            .collect()
+    };
+    let failed = named(|a| a.failed);
+    let pending = named(|a| !a.finished);
     let changed = answers.iter().any(|a| a.changed);
     let mut head = crate::Object::new();
     head.insert("started".into(), true.into());

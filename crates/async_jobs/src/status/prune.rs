@@ -22,7 +22,7 @@ struct Pruned {
 }
 
 /// Removes (or, in check mode, names) the jobs that ended over `older_than` ago.
-pub fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) -> Answer {
+pub(crate) fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) -> Answer {
     let cutoff = crate::clock::now() - older_than.as_secs_f64();
     let jobs = match summaries(async_dir) {
         Ok(j) => j,

@@ -15,18 +15,22 @@ use std::time::Duration;
 pub enum Request {
     /// How the jobs are (waiting on the host first, with `wait`), optionally
     /// with the output a running job has written so far.
+    #[allow(missing_docs)] // said above
     Status {
         jobs: Jobs,
         wait: Option<Wait>,
         tail: Option<Tail>,
     },
     /// Remove the jobs' files.
+    #[allow(missing_docs)] // said above
     Cleanup { jobs: Jobs },
     /// Stop the jobs' processes, `signal` first.
+    #[allow(missing_docs)] // said above
     Kill { jobs: Jobs, signal: Signal },
     /// Every job in the async dir.
     List,
     /// Remove the files of jobs that ended longer than `older_than` ago.
+    #[allow(missing_docs)] // said above
     Prune { older_than: Duration },
 }
 
@@ -34,11 +38,14 @@ pub enum Request {
 /// or a list with `jids` (answered with `results`, in order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Jobs {
+    /// `jid`.
     One(String),
+    /// `jids`.
     Many(Vec<String>),
 }
 
 impl Jobs {
+    /// The ids, in the order given.
     pub fn ids(&self) -> &[String] {
         match self {
             Jobs::One(j) => std::slice::from_ref(j),
@@ -50,32 +57,41 @@ impl Jobs {
 /// `wait`: how long to wait on the host, and for which jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
+    /// How long at most.
     pub timeout: Duration,
+    /// Until all jobs have finished, or one.
     pub return_when: ReturnWhen,
 }
 
 /// With `jids` and `wait`: return when all jobs have finished, or the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnWhen {
+    /// Every job has finished.
     All,
+    /// One job has finished.
     Any,
 }
 
 /// `output: tail`: the last lines a running job wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tail {
+    /// How many lines of each stream, at most.
     pub lines: usize,
 }
 
-/// The default and largest `tail_lines`.
-pub const TAIL_LINES: usize = 20;
-pub const MAX_TAIL_LINES: usize = 10_000;
+/// The default `tail_lines`.
+pub(crate) const TAIL_LINES: usize = 20;
+/// The largest `tail_lines`.
+pub(crate) const MAX_TAIL_LINES: usize = 10_000;
 
 /// A request with where it applies.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// What is asked.
     pub request: Request,
+    /// Where the jobs are (expanded as AnsibleModule expands a path).
     pub async_dir: PathBuf,
+    /// Whether the task runs in check mode: nothing is changed, only said.
     pub check_mode: bool,
     /// The arguments as given (without ansible's internals), echoed back in
     /// the module's own results as AnsibleModule does.

@@ -16,13 +16,13 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// At most this much of each stream is returned.
-pub const TAIL_BYTES: usize = 64 * 1024;
+pub(crate) const TAIL_BYTES: usize = 64 * 1024;
 /// The tail is read backwards in blocks of this size, so it reads at most
 /// one block more than it returns.
 const BLOCK: usize = 4096;
 
 /// The last `lines` lines of `file` (at most [`TAIL_BYTES`]), and its size.
-pub fn read_tail(file: &mut File, lines: usize) -> io::Result<(Vec<u8>, u64)> {
+pub(crate) fn read_tail(file: &mut File, lines: usize) -> io::Result<(Vec<u8>, u64)> {
     let len = file.metadata()?.len();
     let mut tail: Vec<u8> = Vec::new();
     let mut end = len;
@@ -64,7 +64,7 @@ fn nth_break_from_end(bytes: &[u8], n: usize) -> Option<usize> {
 }
 
 /// Adds the output tail to a running job's answer.
-pub fn add_tail(answer: &mut Answer, dir: &AsyncDir, jid: &JobId, tail: Tail) {
+pub(crate) fn add_tail(answer: &mut Answer, dir: &AsyncDir, jid: &JobId, tail: Tail) {
     let mut keys: Vec<(String, Value)> = Vec::new();
     match dir.open_output(jid) {
         Some((mut stdout, mut stderr)) => {

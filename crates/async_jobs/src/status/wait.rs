@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Answers for `jids` (each by `answer`) once they have finished (all, or any
 /// with `return_when: any`) or the wait is over, in order.
-pub fn wait_for(
+pub(crate) fn wait_for(
     async_dir: &Path,
     jids: &[String],
     wait: Wait,
