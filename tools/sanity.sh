@@ -92,10 +92,6 @@ for spec in "$@"; do
     python3 "$ROOT/tools/sanity_ignores.py" "$coll" "$minor" >/dev/null
   fi
   args=(sanity --color no --junit)
-  # TEMPORARY, until installed/ is removed from the collection (its launchers
-  # move into plugins/modules): its text launchers' #!/usr/local/libexec/...
-  # lines fail the shebang test, and no permanent ignore entry is kept for them.
-  [ -d "$coll/installed" ] && args+=(--exclude installed/)
   log=$dir/sanity.log
   echo "== ansible-test sanity, ansible-core $release, Python $("$venv/bin/python" -V | cut -d' ' -f2) (log: ${log#"$ROOT"/})"
   start=$(date +%s)
