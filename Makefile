@@ -1,6 +1,6 @@
 # native async for Ansible: build, demo, tests.
 #   make         build the native modules, then run the demo playbook on localhost
-#   make test    Rust tests; integration, interop, reliability, conformance, installed-mode,
+#   make test    Rust tests; integration, interop, reliability, conformance, installed-binary,
 #                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules
 #   make lint    cargo fmt --check, clippy and rustdoc with -D warnings; ruff (ruff.toml);
