@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tests/helpers.py: what the suites and the bench share
 from helpers import MODULES_DIR, PYTHON, VENV_BIN, collections_path, mem_kb, pids_with  # noqa: E402
 
-INSTALLED = ROOT / "ansible_collection" / "installed"  # installed mode's launchers (docs/installed-mode.md)
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPEAT = 7 if QUICK else 15
 IMPLS = ("builtin", "native")
@@ -46,11 +45,8 @@ class Host:
         self.work = work
         self.async_dir = work / "async"
         self.inventory = work / f"hosts{hosts}.ini"
-        self.libexec = work / "libexec"  # installed mode: where the install playbook puts the binaries
         lines = ["[local]"] + [
             f"h{i} ansible_connection=local ansible_python_interpreter={PYTHON} ansible_async_dir={self.async_dir}"
-            f" native_async_install_dir={self.libexec} ansible_async_wrapper_interpreter={self.libexec}/async_wrapper"
-            f" ansible_async_status_interpreter={self.libexec}/async_status"
             for i in range(1, hosts + 1)
         ]
         self.inventory.write_text("\n".join(lines) + "\n")
@@ -60,8 +56,8 @@ class Host:
                    ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCAL_TEMP=str(self.work / "local-tmp"))
         env.pop("ANSIBLE_LIBRARY", None)
-        if impl in ("native", "installed"):
-            env["ANSIBLE_LIBRARY"] = str(MODULES_DIR if impl == "native" else INSTALLED)
+        if impl == "native":
+            env["ANSIBLE_LIBRARY"] = str(MODULES_DIR)
             env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(self.work))
         if keep:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
@@ -79,20 +75,13 @@ def capture_launch(host, impl, args, limit=60):
                           "-vvv"], env=host.env(impl, keep=True), capture_output=True, text=True, check=True).stdout
     cmd = next(c for c in exec_lines(out) if "ANSIBLE_ASYNC_DIR=" in c)
     words = shlex.split(cmd.replace(" && sleep 0", ""))
-    # The wrapper module sent into the task's tmp dir (installed mode's command names its binary first).
+    # The wrapper module sent into the task's tmp dir.
     wrapper = next(w for w in words if "ansible-tmp" in w and w.endswith(("async_wrapper", "async_wrapper.py")))
     module = next(w for w in words if "AnsiballZ_" in w)
     jid = re.search(r'"ansible_job_id": "([^"]+)"', out).group(1)
     sent = os.path.getsize(wrapper) + os.path.getsize(module)
     return {"cmd": cmd, "wrapper_bytes": os.path.getsize(wrapper), "module_bytes": os.path.getsize(module),
             "sent": sent, "jid": jid, "wrapper": wrapper}
-
-
-def install(host):
-    """Installed mode: the collection's install playbook puts the binaries into host.libexec."""
-    book = INSTALLED.parent / "playbooks" / "install.yml"
-    subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, book],
-                   env=host.env("installed"), capture_output=True, check=True)
 
 
 def playbook_launch(host, impls, n):
@@ -386,9 +375,6 @@ def main():
     log(f"bench work dir: {work}")
     caps = {i: capture_launch(host, i, "true") for i in IMPLS}
     stat = {i: capture_status(host, i, caps[i]["jid"]) for i in IMPLS}
-    install(host)
-    caps["installed"] = capture_launch(host, "installed", "true")
-    stat["installed"] = capture_status(host, "installed", caps["installed"]["jid"])
 
     log("1/7 launch")
     launch = alternate({i: c["cmd"] for i, c in caps.items()}, REPEAT, settle=0.6)
@@ -455,19 +441,8 @@ def main():
              goal="report", goal_ratio=None),
         dict(name="bytes sent per status lookup", b=stat["builtin"]["sent"], n=stat["native"]["sent"], fmt="{:,}",
              goal="report", goal_ratio=None),
-        # Installed mode (docs/installed-mode.md): the binaries on the target, tiny text launchers sent.
-        dict(name="installed mode: launch (ms)", b=launch["builtin"], n=launch["installed"], fmt="{:.1f}",
-             goal="", goal_ratio=None),
-        dict(name="installed mode: status lookup (ms)", b=status["builtin"], n=status["installed"], fmt="{:.1f}",
-             goal="", goal_ratio=None),
-        dict(name="installed mode: ansible-playbook, one poll: 0 task (ms)", b=pb_launch["builtin"],
-             n=pb_launch["installed"], fmt="{:.0f}", goal="", goal_ratio=None),
         dict(name="zero-setup: ansible-playbook, one poll: 0 task (ms)", b=pb_launch["builtin"],
              n=pb_launch["native"], fmt="{:.0f}", goal="", goal_ratio=None),
-        dict(name="installed mode: bytes sent per async task", b=caps["builtin"]["sent"], n=caps["installed"]["sent"],
-             fmt="{:,}", goal="report", goal_ratio=None),
-        dict(name="installed mode: bytes sent per status lookup", b=stat["builtin"]["sent"],
-             n=stat["installed"]["sent"], fmt="{:,}", goal="report", goal_ratio=None),
     ]
     for r in rows:
         r["ratio"] = ratio(r["b"], r["n"])
