@@ -94,7 +94,12 @@ def in_root(root, *argv, env=None):
 
 
 def test_the_musl_binaries_run_where_there_is_no_libc(chroot):
-    assert not list(chroot.rglob("libc.so*")) and not list(chroot.rglob("ld-*.so*")), "a root with no libc"
+    files = []
+    for top, dirs, names in os.walk(chroot):
+        if Path(top) == chroot:
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys")]  # the host's, mounted
+        files += names
+    assert not [f for f in files if f.startswith(("libc.so", "ld-"))], "a root with no libc"
     (chroot / "job").mkdir()
     (chroot / "job/AnsiballZ_m.sh").write_text("#!/bin/sh\necho '{\"rc\": 0, \"where\": \"chroot\"}'\n")
     (chroot / "job/AnsiballZ_m.sh").chmod(0o755)
