@@ -140,43 +140,9 @@ pub fn shebang(path: &Path) -> Option<Vec<std::ffi::OsString>> {
     )
 }
 
-/// Drops the installed-mode launcher from a module's arguments. A text module
-/// whose `#!` line names an installed binary is run by the kernel as
-/// `<binary> <script> <args...>`; ansible-core always passes the script as an
-/// absolute path, and no job id or args file starts with `#!`.
-pub fn strip_launcher_script(argv: &[std::ffi::OsString]) -> &[std::ffi::OsString] {
-    use std::os::unix::ffi::OsStrExt;
-    match argv.first() {
-        Some(first)
-            if first.as_bytes().starts_with(b"/") && shebang(Path::new(first)).is_some() =>
-        {
-            &argv[1..]
-        }
-        _ => argv,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_leading_absolute_script_is_a_launcher() {
-        let tmp = tempfile::tempdir().unwrap();
-        let script = tmp.path().join("async_status");
-        std::fs::write(&script, "#!/opt/native/async_status\n# WANT_JSON\n").unwrap();
-        let args = tmp.path().join("args");
-        std::fs::write(&args, "{}").unwrap();
-        let os = |p: &Path| p.as_os_str().to_os_string();
-        assert_eq!(
-            strip_launcher_script(&[os(&script), os(&args)]),
-            &[os(&args)]
-        );
-        assert_eq!(strip_launcher_script(&[os(&args)]), &[os(&args)]);
-        let jid: Vec<std::ffi::OsString> = vec!["j1".into(), "5".into()];
-        assert_eq!(strip_launcher_script(&jid), &jid[..]);
-        assert!(strip_launcher_script(&[]).is_empty());
-    }
 
     #[test]
     fn expands_like_python() {

@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 /// Runs `async_status` on its arguments (after the program name); returns
 /// the exit code.
 pub fn run(argv: &[OsString]) -> i32 {
-    let argv = async_jobs::paths::strip_launcher_script(argv);
     if let Some(code) = cli::run(argv) {
         return code;
     }
