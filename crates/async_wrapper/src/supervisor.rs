@@ -28,8 +28,6 @@ use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use supervise::identity::Identity;
 use supervise::{Ended, Event, StopRequest, Wake};
@@ -246,11 +244,11 @@ impl<'a> Supervisor<'a> {
     /// EOF and its output going to the job's files, and records who it is.
     pub fn start(&mut self, job: &Job<'a>) -> Result<(u32, Instant), Ending> {
         let argv = module_command(job.args);
-        let child = spawn(&argv, &self.stdout, &self.stderr)
+        let child = supervise::spawn_module(&argv, &self.stdout, &self.stderr)
             .map_err(|e| Ending::NotStarted(spawn_error(&argv, &e)))?;
         // The limit is the module's time: it counts from its start.
         let started = Instant::now();
-        let pid = child.id();
+        let pid = child.as_raw() as u32;
         self.meta.child_pid = Some(pid);
         self.meta.child_start_ticks = Identity::of(pid).map(|i| i.start_ticks);
         // The record names the module too: for `list`, and to stop what is
@@ -468,22 +466,6 @@ pub fn module_command(args: &WrapperArgs) -> Vec<OsString> {
         argv.push(a.clone().into_os_string());
     }
     argv
-}
-
-fn spawn(argv: &[OsString], stdout: &File, stderr: &File) -> std::io::Result<std::process::Child> {
-    let Some((program, rest)) = argv.split_first() else {
-        return Err(std::io::Error::other(
-            "the controller gave no command to run",
-        ));
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(rest)
-        .stdin(Stdio::null())
-        .stdout(stdout.try_clone()?)
-        .stderr(stderr.try_clone()?)
-        .process_group(0);
-    supervise::reset_signals_on_exec(&mut cmd);
-    cmd.spawn()
 }
 
 /// Why the module could not start, naming what is missing: a missing

@@ -15,6 +15,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
@@ -117,7 +118,7 @@ pub fn become_subreaper() -> std::result::Result<(), Errno> {
 /// The signals the supervisor handles synchronously: child exits, and the
 /// requests to stop (TERM, INT, HUP). They are blocked here and taken with
 /// `sigtimedwait`, so nothing is missed between a check and a wait. A child
-/// must not inherit the mask: see [`reset_signals_on_exec`].
+/// must not inherit the mask: see [`spawn_module`].
 pub fn block_supervisor_signals() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for s in [
@@ -132,23 +133,82 @@ pub fn block_supervisor_signals() -> Result<SigSet> {
     Ok(set)
 }
 
-/// Makes `cmd`'s child start with default signal handling: an empty signal
-/// mask (it would otherwise inherit the supervisor's, and ignore the TERM that
-/// stops it at its limit) and SIGPIPE at its default (Rust ignores it).
-pub fn reset_signals_on_exec(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and calls
-    // only async-signal-safe functions (sigprocmask, signal) on local data.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
+/// Starts `argv` (searched on `PATH` when it has no `/`) as the module: in a
+/// process group of its own, stdin at EOF, stdout and stderr into the given
+/// files, and default signal handling: an empty signal mask (it would
+/// otherwise inherit the supervisor's, and ignore the TERM that stops it at
+/// its limit) and SIGPIPE at its default (Rust ignores it). Returns its pid;
+/// an `exec` that fails is reported as its error, through a close-on-exec pipe.
+///
+/// A fork and an exec of our own rather than `std::process::Command`: the
+/// binary is carried to hosts with every task, and Command's general
+/// machinery (environment maps, spawn strategies) was 12 kB of it.
+pub fn spawn_module(
+    argv: &[std::ffi::OsString],
+    stdout: &File,
+    stderr: &File,
+) -> std::io::Result<Pid> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let words: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| std::io::Error::other("a word of the module's command holds a NUL byte"))?;
+    let Some(program) = words.first() else {
+        return Err(std::io::Error::other(
+            "the controller gave no command to run",
+        ));
+    };
+    let mut pointers: Vec<*const libc::c_char> = words.iter().map(|w| w.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    let null = std::fs::File::open("/dev/null")?;
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (out, err, input) = (stdout.as_raw_fd(), stderr.as_raw_fd(), null.as_raw_fd());
+    // SAFETY: this process is single-threaded (the supervisor), so the child
+    // may run any code; it runs only async-signal-safe calls on data prepared
+    // before the fork, then execs or exits.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        ForkResult::Child => {
+            // SAFETY: plain libc calls on descriptors and pointers that are
+            // valid in the child (copies of the parent's, taken above).
+            unsafe {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                let ok = libc::setpgid(0, 0) == 0
+                    && libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) == 0
+                    && libc::signal(libc::SIGPIPE, libc::SIG_DFL) != libc::SIG_ERR
+                    && libc::dup2(input, 0) >= 0
+                    && libc::dup2(out, 1) >= 0
+                    && libc::dup2(err, 2) >= 0;
+                if ok {
+                    libc::execvp(program.as_ptr(), pointers.as_ptr());
+                }
+                let errno = *libc::__errno_location();
+                libc::write(report_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+                libc::_exit(127);
             }
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            Ok(())
-        });
+        }
+        ForkResult::Parent { child } => {
+            drop(report_write);
+            let mut said = [0u8; 4];
+            let mut got = 0;
+            let mut reader = File::from(report_read);
+            while got < 4 {
+                match std::io::Read::read(&mut reader, &mut said[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if got == 4 {
+                // It never ran: reap it, and say why.
+                let _ = waitpid(child, None);
+                return Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(said)));
+            }
+            Ok(child)
+        }
     }
 }
 
