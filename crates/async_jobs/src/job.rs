@@ -7,9 +7,11 @@
 //! `1e999`, deep nesting): it is read through [`JobText`], which scans it
 //! without building it and copies it again member by member, in bounded memory.
 
+use crate::JobId;
+use crate::json::ObjectText;
 use crate::json::{SanitizedReader, ScanError, Scanned, scan, splice};
-use crate::{JobId, Object};
 use serde::{Deserialize, Serialize};
+// (Serialize: the state's names, which listings print.)
 use serde_json::Value;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -68,7 +70,7 @@ impl State {
 
 /// What the native supervisor records about a job beside the builtin's keys.
 /// Times are seconds since the Unix epoch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct JobMeta {
     /// The module that runs (`command`, from `AnsiballZ_command.py`).
     pub module: String,
@@ -98,8 +100,33 @@ pub struct JobMeta {
 
 impl JobMeta {
     /// The meta as a JSON value, for a record or result.
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+    /// The meta as JSON text, for a record or result (written by hand: the
+    /// wrapper carries no JSON library; the status side reads it with serde).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut o = ObjectText::new();
+        o.str("module", &self.module);
+        if let Some(p) = &self.pool {
+            o.str("pool", p);
+        }
+        for (key, at) in [
+            ("queued_at", self.queued_at),
+            ("started_at", self.started_at),
+            ("ended_at", self.ended_at),
+        ] {
+            if let Some(t) = at {
+                o.secs(key, t);
+            }
+        }
+        if let Some(pid) = self.child_pid {
+            o.int("child_pid", pid.into());
+        }
+        if let Some(ticks) = self.child_start_ticks {
+            o.int("child_start_ticks", ticks as i64);
+        }
+        if let Some(state) = self.state {
+            o.str("state", state.as_str());
+        }
+        o.finish()
     }
 
     /// A copy that records how and when the job ended.
@@ -332,24 +359,25 @@ pub fn running_record(
     supervisor: Option<&Identity>,
     meta: Option<&JobMeta>,
     queued: bool,
-) -> Object {
-    let mut o = Object::new();
-    o.insert("started".into(), true.into());
-    o.insert("finished".into(), false.into());
-    o.insert("ansible_job_id".into(), jid.as_str().into());
+) -> Vec<u8> {
+    let mut o = ObjectText::new();
+    o.bool("started", true)
+        .bool("finished", false)
+        .str("ansible_job_id", jid.as_str());
     if queued {
-        o.insert("queued".into(), true.into());
+        o.bool("queued", true);
     }
     if let Some(s) = supervisor {
-        o.insert(
-            "supervisor".into(),
-            serde_json::json!({"pid": s.pid, "start_ticks": s.start_ticks, "boot_id": s.boot_id}),
-        );
+        let mut who = ObjectText::new();
+        who.int("pid", s.pid.into())
+            .int("start_ticks", s.start_ticks as i64)
+            .str("boot_id", &s.boot_id);
+        o.raw("supervisor", &who.finish());
     }
     if let Some(m) = meta {
-        o.insert(META_KEY.into(), m.to_value());
+        o.raw(META_KEY, &m.to_json());
     }
-    o
+    o.finish()
 }
 
 /// The supervisor recorded in a running record's `supervisor` value.
@@ -362,11 +390,11 @@ fn supervisor_of(s: &Value) -> Option<Identity> {
 }
 
 /// The result of a job stopped at its time limit (`child_pid` is the module's pid).
-pub fn timeout_result(child_pid: u32) -> Object {
-    let mut o = Object::new();
-    o.insert("msg".into(), "Timeout exceeded".into());
-    o.insert("failed".into(), true.into());
-    o.insert("child_pid".into(), child_pid.into());
+pub fn timeout_result(child_pid: u32) -> ObjectText {
+    let mut o = ObjectText::new();
+    o.str("msg", "Timeout exceeded")
+        .bool("failed", true)
+        .int("child_pid", child_pid.into());
     o
 }
 
@@ -433,8 +461,7 @@ mod tests {
             child_start_ticks: Some(100),
             ..JobMeta::default()
         };
-        let bytes =
-            serde_json::to_vec(&running_record(&jid, Some(&me), Some(&meta), false)).unwrap();
+        let bytes = running_record(&jid, Some(&me), Some(&meta), false);
         match JobFile::parse(&bytes) {
             JobFile::Running(r) => {
                 assert_eq!(r.supervisor.as_ref(), Some(&me));
@@ -443,12 +470,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let builtin = serde_json::to_vec(&running_record(&jid, None, None, false)).unwrap();
+        let builtin = running_record(&jid, None, None, false);
         assert_eq!(
             builtin,
-            br#"{"ansible_job_id":"j1.2","finished":false,"started":true}"#
+            br#"{"started":true,"finished":false,"ansible_job_id":"j1.2"}"#
         );
-        let bytes = serde_json::to_vec(&timeout_result(42)).unwrap();
+        let bytes = timeout_result(42).finish();
         match JobFile::parse(&bytes) {
             JobFile::Finished(o) => {
                 assert_eq!(o.state, State::TimedOut);
@@ -481,14 +508,17 @@ mod tests {
     fn finds_the_meta_at_the_end_of_a_result() {
         let meta = JobMeta {
             module: "command".into(),
+            pool: Some("builds".into()),
+            queued_at: Some(0.25),
             started_at: Some(1.0),
             ended_at: Some(3.5),
+            child_pid: Some(42),
+            child_start_ticks: Some(7_000_000_000),
             state: Some(State::TimedOut),
-            ..JobMeta::default()
         };
         let text = format!(
             "{{\"stdout\":\"x \\\"native_job\\\": 1\",\"{META_KEY}\":{}}}",
-            serde_json::to_string(&meta).unwrap()
+            String::from_utf8(meta.to_json()).unwrap()
         );
         assert_eq!(meta_in_tail(text.as_bytes()), Some(meta));
         assert_eq!(meta_in_tail(b"{\"rc\":0}"), None);

@@ -10,10 +10,9 @@
 //! exact bytes are kept beside, in base64 (`stderr_base64`, `data_base64`,
 //! `module_stdout_base64`).
 
-use crate::Object;
 use crate::job::{JobMeta, META_KEY, State};
+use crate::json::ObjectText;
 use crate::json::{SanitizedReader, write_base64, write_string};
-use serde_json::Value;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
@@ -145,22 +144,58 @@ pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
 #[derive(Debug, Default)]
 struct ObjectInfo {
     keys: usize,
-    warnings: Option<Value>,
+    /// The module's own `warnings`, as it wrote them (when under the scan's
+    /// capture limit), and whether it wrote any at all.
+    warnings: Option<Vec<u8>>,
+    had_warnings: bool,
     /// The module's `failed`, true only when it is JSON `true` (as Ansible reads it).
     failed: bool,
 }
 
 impl ObjectInfo {
     fn of(scanned: &crate::json::Scanned) -> Self {
+        let warnings = scanned.get("warnings");
         ObjectInfo {
             keys: scanned.members.len(),
-            // The module's own `warnings`, when a JSON reader can read it
-            // (what Python's json reads and serde does not, NaN say, stays as
-            // the module wrote it and is replaced only when warnings are added).
-            warnings: scanned.value("warnings"),
-            failed: scanned.value::<Value>("failed") == Some(Value::Bool(true)),
+            had_warnings: warnings.is_some(),
+            warnings: warnings.and_then(|m| m.raw.clone()),
+            failed: scanned.get("failed").and_then(|m| m.raw.as_deref()) == Some(b"true"),
         }
     }
+}
+
+/// The module's `warnings` text with `more` appended: its list extended, a
+/// single value made a list. Spliced as text: any JSON the module wrote there
+/// stays as written.
+fn merged_warnings(theirs: Option<&[u8]>, more: &[String]) -> Vec<u8> {
+    let mut items = Vec::new();
+    for (i, w) in more.iter().enumerate() {
+        if i > 0 {
+            items.push(b',');
+        }
+        crate::json::write::write_str(w, &mut items);
+    }
+    let theirs = theirs.map(|t| t.trim_ascii()).filter(|t| !t.is_empty());
+    let mut text = Vec::with_capacity(items.len() + theirs.map_or(0, <[u8]>::len) + 2);
+    match theirs {
+        Some(list) if list.starts_with(b"[") && list.ends_with(b"]") => {
+            let inner = list[1..list.len() - 1].trim_ascii();
+            text.push(b'[');
+            text.extend_from_slice(inner);
+            if !inner.is_empty() {
+                text.push(b',');
+            }
+        }
+        Some(one) => {
+            text.push(b'[');
+            text.extend_from_slice(one);
+            text.push(b',');
+        }
+        None => text.push(b'['),
+    }
+    text.extend_from_slice(&items);
+    text.push(b']');
+    text
 }
 
 /// Writes `"name":` before each further key of an object, with the comma
@@ -241,12 +276,12 @@ fn write_merged(
         out,
     )?;
     let mut keys = Keys { any: info.keys > 0 };
-    let mut warnings: Vec<Value> = match info.warnings {
-        Some(Value::Array(list)) => list,
-        Some(other) => vec![other],
-        None => Vec::new(),
-    };
-    let had_warnings = !warnings.is_empty();
+    let mut warnings: Vec<String> = Vec::new();
+    if info.had_warnings && info.warnings.is_none() {
+        warnings.push(
+            "The module's own warnings were too long to merge with (over 64 KiB); they are replaced".into(),
+        );
+    }
     if let Some((offset, len)) = at.junk {
         let mut junk = Vec::new();
         region(&mut cap.stdout, offset, len.min(TAIL_LIMIT))?.read_to_end(&mut junk)?;
@@ -257,7 +292,9 @@ fn write_merged(
         if len > TAIL_LIMIT {
             text.push_str(&format!("\n[... {} more bytes]", len - TAIL_LIMIT));
         }
-        warnings.push(format!("Module invocation had junk after the JSON data: {text}").into());
+        warnings.push(format!(
+            "Module invocation had junk after the JSON data: {text}"
+        ));
     }
     if replaced > 0 {
         warnings.push(
@@ -268,9 +305,10 @@ fn write_merged(
         keys.key(out, "module_stdout_base64")?;
         write_base64(region(&mut cap.stdout, at.start, at.end - at.start)?, out)?;
     }
-    if warnings.len() > usize::from(had_warnings) || (had_warnings && warnings.len() > 1) {
+    // Only when the wrapper has something to add: else the module's stand.
+    if !warnings.is_empty() {
         keys.key(out, "warnings")?;
-        serde_json::to_writer(&mut *out, &warnings)?;
+        out.write_all(&merged_warnings(info.warnings.as_deref(), &warnings))?;
     }
     if cap.stderr.metadata()?.len() > 0 {
         keys.key(out, "stderr")?;
@@ -290,7 +328,7 @@ fn write_merged(
 fn close_object(meta: Option<&JobMeta>, keys: &mut Keys, out: &mut dyn Write) -> io::Result<()> {
     if let Some(m) = meta {
         keys.key(out, META_KEY)?;
-        serde_json::to_writer(&mut *out, m)?;
+        out.write_all(&m.to_json())?;
     }
     out.write_all(b"}")
 }
@@ -319,9 +357,8 @@ fn write_no_json(cap: &mut Captured, run: &Run, why: &str, out: &mut dyn Write) 
         }
         None => format!("The module's output is not a JSON result: {why}"),
     };
-    let mut head = crate::failure(msg);
-    head.insert("cmd".into(), run.cmd.into());
-    head.insert("ansible_job_id".into(), run.jid.into());
+    let mut head = ObjectText::failure(&msg);
+    head.str("cmd", run.cmd).str("ansible_job_id", run.jid);
     let mut keys = open_object(&head, out)?;
     keys.key(out, "data")?;
     write_stream(&mut cap.stdout, "data", &mut keys, out)?;
@@ -332,9 +369,8 @@ fn write_no_json(cap: &mut Captured, run: &Run, why: &str, out: &mut dyn Write) 
 }
 
 /// Writes `head` without its closing brace, for more keys to follow.
-fn open_object(head: &Object, out: &mut dyn Write) -> io::Result<Keys> {
-    let text = serde_json::to_string(head)?;
-    out.write_all(&text.as_bytes()[..text.len() - 1])?;
+fn open_object(head: &ObjectText, out: &mut dyn Write) -> io::Result<Keys> {
+    out.write_all(head.open_text())?;
     Ok(Keys {
         any: !head.is_empty(),
     })
@@ -343,7 +379,7 @@ fn open_object(head: &Object, out: &mut dyn Write) -> io::Result<Keys> {
 /// Writes the result of a job that was stopped (its limit, or a kill): `head`,
 /// plus the last [`TAIL_LIMIT`] bytes of what the module printed on each stream.
 pub fn write_stopped_result(
-    head: &Object,
+    head: &ObjectText,
     meta: Option<&JobMeta>,
     cap: &mut Captured,
     out: &mut dyn Write,
@@ -370,7 +406,8 @@ pub fn write_stopped_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::Object;
+    use serde_json::{Value, json};
 
     fn file_with(data: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();
@@ -431,6 +468,21 @@ mod tests {
         assert_eq!(at("no json").unwrap_err(), NoJson::NoStart);
         assert_eq!(at("{ open").unwrap_err(), NoJson::NoEnd);
         assert_eq!(at("").unwrap_err(), NoJson::NoStart);
+    }
+
+    #[test]
+    fn warnings_are_merged_as_text() {
+        let more = ["w2".to_string()];
+        let merged = |theirs: Option<&[u8]>| {
+            serde_json::from_slice::<Value>(&merged_warnings(theirs, &more)).unwrap()
+        };
+        assert_eq!(merged(None), json!(["w2"]));
+        assert_eq!(merged(Some(b"[\"w1\"]")), json!(["w1", "w2"]));
+        assert_eq!(merged(Some(b" [ ] ")), json!(["w2"]));
+        assert_eq!(merged(Some(b"\"one\"")), json!(["one", "w2"]));
+        assert_eq!(merged(Some(b"{\"a\": [1]}")), json!([{"a": [1]}, "w2"]));
+        // What only Python reads stays as written.
+        assert_eq!(merged_warnings(Some(b"[NaN]"), &more), b"[NaN,\"w2\"]");
     }
 
     #[test]

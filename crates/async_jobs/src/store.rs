@@ -5,7 +5,7 @@
 //! are atomic and durable (temp file, fsync, rename, fsync of the dir): a reader
 //! sees the old file or the new one, never a torn one, even after a crash.
 
-use crate::{Error, JobId, Object, Result};
+use crate::{Error, JobId, Result};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fstat, mkdirat};
@@ -114,11 +114,9 @@ impl AsyncDir {
         self.path.join(jid.as_str())
     }
 
-    /// Writes the job file atomically and durably from `data`.
-    pub fn write_job(&self, jid: &JobId, data: &Object) -> Result<()> {
-        self.write_job_with(jid, |w| {
-            serde_json::to_writer(w, data).map_err(io::Error::from)
-        })
+    /// Writes the job file atomically and durably: `data` is its JSON text.
+    pub fn write_job(&self, jid: &JobId, data: &[u8]) -> Result<()> {
+        self.write_job_with(jid, |w| w.write_all(data))
     }
 
     /// Writes the job file atomically and durably from whatever `fill` streams into it.
@@ -133,10 +131,8 @@ impl AsyncDir {
     /// Publishes the job file atomically (every reader sees it from now on) and
     /// returns the handle that makes it durable. Lets the launcher be told
     /// "recorded" without waiting for the disk; the caller syncs right after.
-    pub fn publish_job(&self, jid: &JobId, data: &Object) -> Result<Unsynced<'_>> {
-        self.publish_job_with(jid, |w| {
-            serde_json::to_writer(w, data).map_err(io::Error::from)
-        })
+    pub fn publish_job(&self, jid: &JobId, data: &[u8]) -> Result<Unsynced<'_>> {
+        self.publish_job_with(jid, |w| w.write_all(data))
     }
 
     fn publish_job_with(
@@ -439,29 +435,16 @@ impl Spare {
 
     /// Writes `data` over the kept room (no new block is needed) and puts it
     /// in place as the job file, durably.
-    pub fn store(mut self, dir: &AsyncDir, jid: &JobId, data: &Object) -> Result<()> {
+    /// The caller keeps `text` within [`Spare::BYTES`]: beyond it, the write
+    /// needs new blocks a full disk may not have.
+    pub fn store(mut self, dir: &AsyncDir, jid: &JobId, text: &[u8]) -> Result<()> {
         use std::io::{Seek, SeekFrom};
         let err = |source| Error::Write {
             path: dir.job_path(jid),
             source,
         };
-        let mut text = serde_json::to_vec(data).map_err(|e| err(e.into()))?;
-        if text.len() > Self::BYTES {
-            // Only a failure this short is kept: its message is cut to fit.
-            let mut short = data.clone();
-            short.insert(
-                "msg".into(),
-                data.get("msg")
-                    .and_then(serde_json::Value::as_str)
-                    .map(|m| m.chars().take(1024).collect::<String>())
-                    .unwrap_or_default()
-                    .into(),
-            );
-            short.remove(crate::job::META_KEY);
-            text = serde_json::to_vec(&short).map_err(|e| err(e.into()))?;
-        }
         self.file.seek(SeekFrom::Start(0)).map_err(err)?;
-        self.file.write_all(&text).map_err(err)?;
+        self.file.write_all(text).map_err(err)?;
         self.file.set_len(text.len() as u64).map_err(err)?;
         self.file.sync_data().map_err(err)?;
         renameat(&dir.fd, self.name.as_str(), &dir.fd, jid.as_str()).map_err(|e| err(e.into()))?;
@@ -513,8 +496,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: serde_json::Value) -> Object {
-        v.as_object().cloned().unwrap()
+    fn obj(v: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
     }
 
     #[test]

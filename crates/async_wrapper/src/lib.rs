@@ -10,7 +10,8 @@ pub mod args;
 pub mod supervisor;
 
 use args::WrapperArgs;
-use async_jobs::{AsyncDir, JobId, Object, failure};
+use async_jobs::json::ObjectText;
+use async_jobs::{AsyncDir, JobId};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
@@ -22,15 +23,15 @@ use supervisor::Job;
 pub fn run(argv: &[OsString]) -> i32 {
     let (body, rc) = match launch(argv) {
         Ok(body) => (body, 0),
-        Err(msg) => (failure(msg), 1),
+        Err(msg) => (ObjectText::failure(&msg), 1),
     };
-    println!("{}", serde_json::Value::Object(body));
+    println!("{}", String::from_utf8_lossy(&body.finish()));
     rc
 }
 
 /// Checks everything, forks the supervisor, and waits until it reports the job
 /// recorded and started (or why not). Never waits on the job itself.
-pub fn launch(argv: &[OsString]) -> Result<Object, String> {
+pub fn launch(argv: &[OsString]) -> Result<ObjectText, String> {
     let args = WrapperArgs::parse(argv)?;
     // Every number the task controls is checked before anything exists.
     let grace = async_jobs::duration::kill_grace()?;
@@ -62,7 +63,15 @@ pub fn launch(argv: &[OsString]) -> Result<Object, String> {
             let report = supervisor::Report::parse(&said)?;
             let mut o = started(&args, &jid, &dir);
             if !report.warnings.is_empty() {
-                o.insert("warnings".into(), report.warnings.into());
+                let mut list = b"[".to_vec();
+                for (i, w) in report.warnings.iter().enumerate() {
+                    if i > 0 {
+                        list.push(b',');
+                    }
+                    async_jobs::json::write::write_str(w, &mut list);
+                }
+                list.push(b']');
+                o.raw("warnings", &list);
             }
             Ok(o)
         }
@@ -70,21 +79,15 @@ pub fn launch(argv: &[OsString]) -> Result<Object, String> {
 }
 
 /// The launch's answer, as the builtin gives it.
-fn started(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir) -> Object {
-    let mut o = Object::new();
-    o.insert("failed".into(), false.into());
-    o.insert("started".into(), true.into());
-    o.insert("finished".into(), false.into());
-    o.insert("ansible_job_id".into(), jid.as_str().into());
-    o.insert(
-        "results_file".into(),
-        dir.job_path(jid).to_string_lossy().into_owned().into(),
-    );
-    o.insert(
-        "_ansible_suppress_tmpdir_delete".into(),
-        (!args.preserve_tmp).into(),
-    );
-    // Which implementation ran (the fallback says `fallback`); the builtin ignores it.
-    o.insert("native_async_impl".into(), "native".into());
+fn started(args: &WrapperArgs, jid: &JobId, dir: &AsyncDir) -> ObjectText {
+    let mut o = ObjectText::new();
+    o.bool("failed", false)
+        .bool("started", true)
+        .bool("finished", false)
+        .str("ansible_job_id", jid.as_str())
+        .str("results_file", &dir.job_path(jid).to_string_lossy())
+        .bool("_ansible_suppress_tmpdir_delete", !args.preserve_tmp)
+        // Which implementation ran (the fallback says `fallback`); the builtin ignores it.
+        .str("native_async_impl", "native");
     o
 }

@@ -19,11 +19,12 @@
 
 use crate::args::WrapperArgs;
 use async_jobs::job::{JobMeta, META_KEY, State, module_name, running_record, timeout_result};
+use async_jobs::json::ObjectText;
 use async_jobs::output::{Captured, Run, write_module_result, write_stopped_result};
 use async_jobs::pool::{PoolSpec, Ticket};
 use async_jobs::store::{Spare, Unsynced};
 use async_jobs::watch::DirWatch;
-use async_jobs::{AsyncDir, JobId, Object};
+use async_jobs::{AsyncDir, JobId};
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
 use std::fs::File;
@@ -314,14 +315,17 @@ impl<'a> Supervisor<'a> {
                     "{} but its result could not be stored: {e}",
                     describe(&ending)
                 );
+                // Short enough for the spare's room, whatever the error said.
+                let why: String = why.chars().take(1024).collect();
                 let mut short = self.failed_result(job, &why);
                 if let Ending::Exited {
                     how: Ended::Exited(rc),
                     ..
                 } = ending
                 {
-                    short.insert("rc".into(), rc.into());
+                    short.int("rc", rc.into());
                 }
+                let short = self.with_meta(short, State::Failed);
                 let kept = spare.map(|s| s.store(job.dir, job.jid, &short));
                 if !matches!(kept, Some(Ok(()))) {
                     // Without the spare (never made), try an ordinary write.
@@ -372,44 +376,54 @@ impl<'a> Supervisor<'a> {
             Ending::NotStarted(why) => {
                 // As the builtin does: the job's result says why the module could not run.
                 let mut result = self.failed_result(job, why);
-                result.insert("cmd".into(), job.args.command_line().into());
-                result.insert("outdata".into(), "".into());
-                result.insert("stderr".into(), "".into());
-                dir.write_job(jid, &result)
+                result
+                    .str("cmd", &job.args.command_line())
+                    .str("outdata", "")
+                    .str("stderr", "");
+                dir.write_job(jid, &self.with_meta(result, State::Failed))
             }
-            Ending::Failed(why) => dir.write_job(jid, &self.failed_result(job, why)),
+            Ending::Failed(why) => {
+                let result = self.failed_result(job, why);
+                dir.write_job(jid, &self.with_meta(result, State::Failed))
+            }
         }
     }
 
     /// The head of a killed job's result (its output's tail follows).
-    fn killed_head(&self, job: &Job<'a>, child: Option<u32>, request: &StopRequest) -> Object {
+    fn killed_head(&self, job: &Job<'a>, child: Option<u32>, request: &StopRequest) -> ObjectText {
         let cause = stop_cause(request, job.grace);
-        let mut head = async_jobs::failure(match child {
+        let mut head = ObjectText::failure(&match child {
             Some(_) => format!("The job was {cause}"),
             None => format!(
                 "The job was killed while queued for a slot in pool {:?} ({cause}); it never started",
                 self.meta.pool.as_deref().unwrap_or_default(),
             ),
         });
-        head.insert("killed".into(), true.into());
+        head.bool("killed", true);
         match child {
             Some(pid) => {
-                head.insert("signal".into(), request.first_signal().as_str().into());
-                head.insert("child_pid".into(), pid.into());
+                head.str("signal", request.first_signal().as_str())
+                    .int("child_pid", pid.into());
             }
             None => {
-                head.insert("ansible_job_id".into(), job.jid.as_str().into());
+                head.str("ansible_job_id", job.jid.as_str());
             }
         }
         head
     }
 
-    /// A failed job's result: `msg`, the job id and the meta.
-    fn failed_result(&self, job: &Job<'a>, why: &str) -> Object {
-        let mut result = async_jobs::failure(why);
-        result.insert("ansible_job_id".into(), job.jid.as_str().into());
-        result.insert(META_KEY.into(), self.meta.ended(State::Failed).to_value());
+    /// A failed job's result so far: `msg` and the job id.
+    fn failed_result(&self, job: &Job<'a>, why: &str) -> ObjectText {
+        let mut result = ObjectText::failure(why);
+        result.str("ansible_job_id", job.jid.as_str());
         result
+    }
+
+    /// A result's text, ended with the supervisor's meta (last, where a
+    /// listing finds it).
+    fn with_meta(&self, mut result: ObjectText, state: State) -> Vec<u8> {
+        result.raw(META_KEY, &self.meta.ended(state).to_json());
+        result.finish()
     }
 
     /// Step 8: removes what only served the run: captured output, the pool

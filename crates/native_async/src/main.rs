@@ -34,7 +34,8 @@ fn main() {
                 "native_async: unknown role {other:?}; expected `native_async wrapper <args>` or \
                  `native_async status <args file | - | list | show | kill>`"
             );
-            println!("{}", serde_json::json!({"failed": true, "msg": msg}));
+            let text = async_jobs::json::ObjectText::failure(&msg).finish();
+            println!("{}", String::from_utf8_lossy(&text));
             2
         }
     };

@@ -3,7 +3,7 @@
 //! Writers are threads using the store; readers are both threads calling the
 //! status logic and separate processes running the shipped status binary.
 
-use async_jobs::{AsyncDir, JobId, Object};
+use async_jobs::{AsyncDir, JobId};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +14,8 @@ use std::time::{Duration, Instant};
 const BINARY: &str = env!("CARGO_BIN_EXE_native_async");
 
 /// Two results that differ everywhere, large enough to take several writes each.
-fn record(n: u64) -> Object {
-    let mut o = Object::new();
-    o.insert("rc".into(), n.into());
-    o.insert("stdout".into(), format!("{n}").repeat(200_000).into());
-    o
+fn record(n: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"rc": n, "stdout": format!("{n}").repeat(200_000)})).unwrap()
 }
 
 fn check(body: &Value, seen: &Mutex<Vec<u64>>) {

@@ -55,6 +55,14 @@ pub fn write_string(mut input: impl Read, out: &mut dyn Write) -> io::Result<boo
     Ok(replaced)
 }
 
+/// Appends `text` as one JSON string, quoted and escaped.
+pub fn write_str(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    // Writing into a Vec cannot fail.
+    let _ = escape_into(text, out);
+    out.push(b'"');
+}
+
 fn escape_into(text: &str, out: &mut dyn Write) -> io::Result<()> {
     let bytes = text.as_bytes();
     let mut start = 0;

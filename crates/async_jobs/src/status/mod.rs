@@ -354,7 +354,7 @@ mod tests {
 
     fn record_with(supervisor: &supervise::identity::Identity) -> String {
         let jid = JobId::parse("j1.2").unwrap();
-        serde_json::to_string(&crate::job::running_record(
+        String::from_utf8(crate::job::running_record(
             &jid,
             Some(supervisor),
             None,
