@@ -182,6 +182,17 @@ mod tests {
         serde_json::to_vec(&o).unwrap()
     }
 
+    /// The running record the builtin wrapper writes, as job j1.2 of `dir`.
+    fn builtin_record(dir: &Path) -> std::path::PathBuf {
+        let file = dir.join("j1.2");
+        std::fs::write(
+            &file,
+            r#"{"started": true, "finished": false, "ansible_job_id": "j1.2"}"#,
+        )
+        .unwrap();
+        file
+    }
+
     /// Runs the module; its exit code and what it printed, as text and JSON.
     fn run_text(bytes: &[u8]) -> (i32, String) {
         let mut reply = run(bytes);
@@ -221,12 +232,7 @@ mod tests {
     #[test]
     fn reports_running_finished_and_empty_jobs() {
         let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("j1.2");
-        std::fs::write(
-            &file,
-            r#"{"started": true, "finished": false, "ansible_job_id": "j1.2"}"#,
-        )
-        .unwrap();
+        let file = builtin_record(tmp.path());
         let (rc, body) = run_json(&args(tmp.path(), json!({})));
         assert_eq!(rc, 0);
         assert_eq!(
@@ -409,12 +415,7 @@ mod tests {
     #[test]
     fn a_builtin_record_from_before_the_boot_is_lost() {
         let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("j1.2");
-        std::fs::write(
-            &file,
-            r#"{"started": true, "finished": false, "ansible_job_id": "j1.2"}"#,
-        )
-        .unwrap();
+        let file = builtin_record(tmp.path());
         let (_, body) = run_json(&args(tmp.path(), json!({})));
         assert_eq!(body["finished"], false, "written since the boot: running");
         let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
