@@ -8,7 +8,7 @@
 use crate::{Error, JobId, Result};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fstat, mkdirat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -327,8 +327,12 @@ impl AsyncDir {
             Mode::empty(),
         )
         .map_err(err)?;
+        // The modes are set again: a dir or file left from before (the same
+        // job id) keeps the mode it was created with, and the output is the
+        // job's own, which `output: tail` shows only to its user.
+        fchmod(&dir_fd, Mode::from_bits_truncate(0o700)).map_err(err)?;
         let create = |name: &str| {
-            openat(
+            let fd = openat(
                 &dir_fd,
                 name,
                 OFlag::O_RDWR
@@ -338,8 +342,9 @@ impl AsyncDir {
                     | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )
-            .map(File::from)
-            .map_err(err)
+            .map_err(err)?;
+            fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(err)?;
+            Ok(File::from(fd))
         };
         Ok((create(STDOUT)?, create(STDERR)?))
     }
@@ -611,9 +616,20 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = AsyncDir::create(tmp.path()).unwrap();
         let jid = JobId::parse("j3.4").unwrap();
+        // Left from before with loose modes: made private again.
+        let place = dir.path().join(".j3.4.output");
+        std::fs::create_dir(&place).unwrap();
+        std::fs::write(place.join("stderr"), "old").unwrap();
+        for (path, mode) in [(&place, 0o755), (&place.join("stderr"), 0o644)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
         let (mut out, _err) = dir.create_output(&jid).unwrap();
         out.write_all(b"hello").unwrap();
-        assert!(dir.path().join(".j3.4.output/stdout").exists());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&place), 0o700);
+        assert_eq!(mode(&place.join("stdout")), 0o600);
+        assert_eq!(mode(&place.join("stderr")), 0o600);
+        assert_eq!(std::fs::read(place.join("stderr")).unwrap(), b"");
         dir.write_job(&jid, &obj(json!({}))).unwrap();
         dir.remove_job(&jid).unwrap();
         assert!(!dir.path().join(".j3.4.output").exists());

@@ -19,6 +19,7 @@ mod wait;
 pub use answer::{Answer, Body, Kind, Reply};
 pub use list::{JobSummary, summaries, summarize};
 pub use request::{Invocation, Jobs, Request, ReturnWhen, Tail, Wait, parse_signal};
+pub use tail::read_tail;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -39,10 +40,18 @@ pub fn answer(inv: &Invocation) -> Answer {
         Request::List => list::list(dir),
         Request::Prune { older_than } => prune::prune(dir, *older_than, inv.check_mode),
         Request::Status { jobs, wait, tail } => {
-            let one = |jid: &str| status(dir, jid, *tail);
             let answers = match wait {
-                Some(w) => wait::wait_for(dir, jobs.ids(), *w, one),
-                None => jobs.ids().iter().map(|j| one(j)).collect(),
+                // The output is not read at each look of the wait, only when
+                // it is over: the tail of a job still running at that moment.
+                Some(w) => wait::wait_for(dir, jobs.ids(), *w, |j| status(dir, j, None))
+                    .into_iter()
+                    .zip(jobs.ids())
+                    .map(|(a, j)| match tail {
+                        Some(_) if !a.finished => status(dir, j, *tail),
+                        _ => a,
+                    })
+                    .collect(),
+                None => jobs.ids().iter().map(|j| status(dir, j, *tail)).collect(),
             };
             let return_when = wait.map_or(ReturnWhen::All, |w| w.return_when);
             combine(jobs, answers, Some(return_when))
@@ -69,11 +78,16 @@ pub fn answer(inv: &Invocation) -> Answer {
 fn status(async_dir: &Path, jid: &str, tail: Option<Tail>) -> Answer {
     match inspect::locate(async_dir, jid) {
         Ok((dir, jid)) => {
+            // The output files are opened before the job is read: its
+            // supervisor removes them only after writing the result, so a job
+            // read as running has its output until then, even if it ends
+            // meanwhile (open files stay readable).
+            let output = tail.map(|_| dir.open_output(&jid));
             let mut answer = inspect::job_status(&dir, &jid);
-            if let Some(t) = tail
+            if let (Some(t), Some(output)) = (tail, output)
                 && !answer.finished
             {
-                tail::add_tail(&mut answer, &dir, &jid, t);
+                tail::add_tail(&mut answer, output, t);
             }
             answer
         }
@@ -431,6 +445,89 @@ mod tests {
             (&json!(true), &json!(true))
         );
         assert!(body["msg"].as_str().unwrap().contains("rebooted"));
+    }
+
+    /// A running job j1.2 of `dir` (the builtin's record) that wrote `out` and `err` so far.
+    fn running_with_output(dir: &Path, out: &[u8], err: &[u8]) {
+        use std::io::Write;
+        builtin_record(dir);
+        let store = crate::AsyncDir::open(dir).unwrap().unwrap();
+        let (mut o, mut e) = store.create_output(&JobId::parse("j1.2").unwrap()).unwrap();
+        o.write_all(out).unwrap();
+        e.write_all(err).unwrap();
+    }
+
+    #[test]
+    fn output_tail_adds_the_output_so_far_to_a_running_job_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        running_with_output(tmp.path(), b"one\ntwo\nthree\n", b"warn\n");
+        let (_, plain) = run_text(&args(tmp.path(), json!({})));
+        let (rc, body) = run_json(&args(
+            tmp.path(),
+            json!({"output": "tail", "tail_lines": 2}),
+        ));
+        assert_eq!(rc, 0);
+        assert_eq!(body["stdout_tail"], "two\nthree\n");
+        assert_eq!(body["stdout_tail_lines"], json!(["two", "three"]));
+        assert_eq!(
+            (&body["stdout_bytes"], &body["stderr_bytes"]),
+            (&json!(14), &json!(5))
+        );
+        assert_eq!(body["stderr_tail_lines"], json!(["warn"]));
+        assert!(body.get("stdout_tail_base64").is_none());
+        // Without the tail's keys, the answer is the plain status.
+        let mut rest = body.as_object().unwrap().clone();
+        rest.retain(|k, _| !k.contains("_tail") && !k.ends_with("_bytes"));
+        assert_eq!(
+            Value::Object(rest),
+            serde_json::from_str::<Value>(&plain).unwrap()
+        );
+        // `output: none` is the status without the option, byte for byte.
+        let (_, none) = run_text(&args(tmp.path(), json!({"output": "none"})));
+        assert_eq!(none, plain);
+
+        // A finished job's status is the same with the option or without.
+        std::fs::write(tmp.path().join("j1.2"), r#"{"rc": 0, "stdout": "x"}"#).unwrap();
+        let (_, finished) = run_text(&args(tmp.path(), json!({})));
+        let (_, tailed) = run_text(&args(tmp.path(), json!({"output": "tail"})));
+        assert_eq!(tailed, finished);
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_gives_the_tail_of_each_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        running_with_output(tmp.path(), b"step 1\nstep 2", b"\xff\n");
+        std::fs::write(tmp.path().join("j1.1"), r#"{"rc": 0}"#).unwrap();
+        let bytes = serde_json::to_vec(&json!({
+            "jids": ["j1.1", "j1.2"], "_async_dir": tmp.path(), "wait": 0.2, "output": "tail"
+        }))
+        .unwrap();
+        let (rc, body) = run_json(&bytes);
+        assert_eq!(rc, 0);
+        assert_eq!(
+            (&body["finished"], &body["pending"]),
+            (&json!(false), &json!(["j1.2"]))
+        );
+        assert!(
+            body["results"][0].get("stdout_tail").is_none(),
+            "finished: no tail"
+        );
+        let running = &body["results"][1];
+        assert_eq!(running["stdout_tail_lines"], json!(["step 1", "step 2"]));
+        assert_eq!(running["stderr_tail"], "\u{fffd}\n");
+        assert_eq!(running["stderr_tail_base64"], "/wo=");
+    }
+
+    #[test]
+    fn a_job_without_captured_output_has_empty_tails() {
+        let tmp = tempfile::tempdir().unwrap();
+        builtin_record(tmp.path());
+        let (_, body) = run_json(&args(tmp.path(), json!({"output": "tail"})));
+        assert_eq!(
+            (&body["stdout_tail"], &body["stderr_bytes"]),
+            (&json!(""), &json!(0))
+        );
+        assert_eq!(body["stdout_tail_lines"], json!([]));
     }
 
     #[test]
