@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const USAGE: &str = "\
 usage: async_status list [--json] [--dir DIR]
@@ -25,10 +25,14 @@ DIR defaults to $ANSIBLE_ASYNC_DIR, else ~/.ansible_async.
   list   every job, newest first: state, module, pid, start, duration
   show   one job: its summary, and the last lines it wrote (running) or its
          status as async_status reports it (ended)
-         --follow: print its output as it is written, until it ends; then a
-         summary line, and exit 0 if it finished, 1 if it failed, timed out,
-         was killed or is lost
-  kill   stop a job's whole process tree (SIG first, default TERM; then KILL)";
+         --follow: its last lines, then its output as it is written (stdout
+         to stdout, stderr to stderr), like tail -f, until it ends; then a
+         summary line on stderr, and the exit code says how it ended: 0
+         finished, 1 failed, 3 timed out, 4 killed, 5 lost (2: no such job)
+  kill   stop a job's whole process tree (SIG first, default TERM; then KILL)
+
+Modules like command and shell print their output only when they end: while
+they run, show and --follow have nothing of theirs to print.";
 
 /// Lines of each stream `show` prints for a running job.
 const SHOW_LINES: usize = 20;
@@ -138,15 +142,38 @@ fn show(opts: &Opts, jid: &str) -> i32 {
         println!();
     }
     if body.get("finished") == Some(&Value::Bool(false)) {
-        for stream in ["stdout", "stderr"] {
-            let total = body[format!("{stream}_bytes")].as_u64().unwrap_or(0);
-            println!("--- {stream} so far ({total} bytes), last lines:");
-            print!("{}", body[format!("{stream}_tail")].as_str().unwrap_or(""));
-        }
+        print_tails(&body);
         return rc;
     }
     print_json(&body);
     rc
+}
+
+/// A running job's output so far, as `show` prints it.
+fn print_tails(body: &Value) {
+    let mut written = 0;
+    for stream in ["stdout", "stderr"] {
+        let total = body[format!("{stream}_bytes")].as_u64().unwrap_or(0);
+        written += total;
+        if total == 0 {
+            println!("--- {stream}: nothing written yet");
+            continue;
+        }
+        let text = body[format!("{stream}_tail")].as_str().unwrap_or("");
+        let shown = body[format!("{stream}_tail_lines")]
+            .as_array()
+            .map_or(0, Vec::len);
+        println!("--- {stream} so far: {total} bytes; the last {shown} lines:");
+        print!("{text}");
+        if !text.is_empty() && !text.ends_with('\n') {
+            println!();
+        }
+    }
+    if written == 0 {
+        println!(
+            "(modules like command and shell print their command's output only when they end)"
+        );
+    }
 }
 
 fn kill(opts: &Opts, jid: &str) -> i32 {
@@ -165,9 +192,32 @@ fn kill(opts: &Opts, jid: &str) -> i32 {
     rc
 }
 
-/// Prints a job's output as it is written, like `tail -f`, until the job
-/// ends; then a summary line. Output files are read by offset, so nothing is
-/// printed twice or skipped; an end is seen by watching the async dir.
+/// `--follow`'s exit codes, by how the job ended (2 is a usage error, and
+/// a job that cannot be found).
+fn exit_code(state: State) -> i32 {
+    match state {
+        State::Finished => 0,
+        State::Failed => 1,
+        State::TimedOut => 3,
+        State::Killed => 4,
+        State::Lost => 5,
+        // Not an end; `follow` only returns when the job has ended.
+        State::Queued | State::Running => 1,
+    }
+}
+
+/// What `--follow` reads: one stream of the job's output, and how far.
+struct Stream {
+    file: File,
+    offset: u64,
+    to_stdout: bool,
+}
+
+/// Prints a job's last lines, then its output as it is written, like
+/// `tail -f`, until the job ends; then a summary line. The output files are
+/// read by offset, so nothing is printed twice or skipped, in bounded
+/// memory however fast the job writes; an end is seen by watching the
+/// async dir, and a write by watching the job's output dir.
 fn follow(opts: &Opts, jid: &str) -> i32 {
     let found = JobId::parse(jid)
         .map_err(|e| e.to_string())
@@ -183,51 +233,112 @@ fn follow(opts: &Opts, jid: &str) -> i32 {
         Ok(f) => f,
         Err(e) => {
             eprintln!("async_status: {e}");
-            return 1;
+            return 2;
         }
     };
+    let mut streams = open_streams(&dir, &jid);
+    if let Some(files) = streams.as_mut()
+        && print_last_lines(files).is_err()
+    {
+        return BROKEN_PIPE;
+    }
     let output_dir = dir.path().join(format!(".{jid}.output"));
-    let watch = DirWatch::with_writes([dir.path(), output_dir.as_path()])
-        .or_else(|_| DirWatch::with_writes([dir.path()]))
-        .ok();
-    // Opened once: they stay readable after the supervisor removes them.
-    let mut streams = dir.open_output(&jid).map(|(o, e)| [(o, 0u64), (e, 0u64)]);
-    let mut state = None;
-    DirWatch::wait_until(
-        watch.as_ref(),
-        Instant::now() + Duration::from_secs(async_jobs::duration::MAX_SECS),
-        Duration::from_secs(1),
-        || {
-            if streams.is_none() {
-                streams = dir.open_output(&jid).map(|(o, e)| [(o, 0u64), (e, 0u64)]);
+    let mut watch: Option<(DirWatch, bool)> = None;
+    loop {
+        if streams.is_none() {
+            streams = open_streams(&dir, &jid);
+        }
+        // The async dir is watched for the job's end, and its output dir,
+        // once it is there, for writes; before the look, so no change is missed.
+        if watch
+            .as_ref()
+            .is_none_or(|(_, all)| !all && streams.is_some())
+        {
+            watch = DirWatch::with_writes([dir.path(), output_dir.as_path()])
+                .map(|w| (w, true))
+                .or_else(|_| DirWatch::new([dir.path()]).map(|w| (w, false)))
+                .ok();
+        }
+        // Looked at before the output is copied: what the job wrote before
+        // it ended is all printed before the summary.
+        let state = ended(&dir, &jid);
+        if let Some(files) = streams.as_mut()
+            && copy_new(files).is_err()
+        {
+            return BROKEN_PIPE;
+        }
+        if let Some((state, summary)) = state {
+            eprintln!("async_status: job {jid} {}{summary}", state.as_str());
+            return exit_code(state);
+        }
+        if !dir.has_job(&jid) {
+            eprintln!("async_status: job {jid} is gone: its file was removed");
+            return 2;
+        }
+        match &watch {
+            Some((w, _)) => {
+                let _ = w.wait(Duration::from_secs(1));
             }
-            state = ended(&dir, &jid);
-            if let Some(files) = streams.as_mut() {
-                copy_new(files);
-            }
-            state.is_some()
-        },
-    );
-    let (state, summary) = state.unwrap_or((State::Lost, String::new()));
-    eprintln!("async_status: job {jid} {}{summary}", state.as_str());
-    i32::from(state != State::Finished)
-}
-
-/// Writes what each stream gained since its offset.
-fn copy_new(files: &mut [(File, u64); 2]) {
-    for (i, (file, offset)) in files.iter_mut().enumerate() {
-        let mut buf = Vec::new();
-        if file.seek(SeekFrom::Start(*offset)).is_ok() && file.read_to_end(&mut buf).is_ok() {
-            *offset += buf.len() as u64;
-            let _ = if i == 0 {
-                std::io::stdout()
-                    .write_all(&buf)
-                    .and_then(|()| std::io::stdout().flush())
-            } else {
-                std::io::stderr().write_all(&buf)
-            };
+            None => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// The job's output files, opened once: they stay readable after the
+/// supervisor removes them. `None` before its module has started.
+fn open_streams(dir: &AsyncDir, jid: &JobId) -> Option<[Stream; 2]> {
+    dir.open_output(jid).map(|(out, err)| {
+        [(out, true), (err, false)].map(|(file, to_stdout)| Stream {
+            file,
+            offset: 0,
+            to_stdout,
+        })
+    })
+}
+
+/// Like `tail -f`: the last lines written so far, and reading on from there.
+fn print_last_lines(files: &mut [Stream; 2]) -> std::io::Result<()> {
+    for s in files.iter_mut() {
+        if let Ok((tail, len)) = async_jobs::status::read_tail(&mut s.file, SHOW_LINES) {
+            s.offset = len;
+            emit(s.to_stdout, &tail)?;
+        }
+    }
+    Ok(())
+}
+
+/// The exit code when whoever reads the output has gone (like `tail -f | head`).
+const BROKEN_PIPE: i32 = 141;
+
+/// Writes bytes of the job's output to our stdout or stderr, at once.
+fn emit(to_stdout: bool, bytes: &[u8]) -> std::io::Result<()> {
+    if to_stdout {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    } else {
+        std::io::stderr().lock().write_all(bytes)
+    }
+}
+
+/// Writes what each stream gained since its offset, a bounded chunk at a
+/// time; an error only when our own output is closed.
+fn copy_new(files: &mut [Stream; 2]) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    for s in files.iter_mut() {
+        if s.file.seek(SeekFrom::Start(s.offset)).is_err() {
+            continue;
+        }
+        loop {
+            let n = match s.file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            s.offset += n as u64;
+            emit(s.to_stdout, &buf[..n])?;
+        }
+    }
+    Ok(())
 }
 
 /// How the job ended, with a few words on it; `None` while it runs.
