@@ -4,8 +4,9 @@
 # module's own Python as
 #   python -c '<exec this text>' <launcher> <wrapper|status> <why> <args...>
 # It keeps the builtin's file format and results (docs/how-it-works.md);
-# limits are kept to about 0.1 s, and only status and cleanup (with jids and
-# wait) are answered: kill, list and prune need the native binary.
+# limits are kept to about 0.1 s, and only status and cleanup (with jids,
+# wait and output: tail) are answered: kill, list and prune need the native
+# binary.
 import errno
 import json
 import os
@@ -172,8 +173,9 @@ def supervise(jid, path, limit, keep, module, command, grace, notify):
         record["supervisor"] = {"pid": os.getpid(), "start_ticks": me, "boot_id": boot_id()}
     try:
         os.mkdir(out_dir, 0o700)
-        out = open(os.path.join(out_dir, "stdout"), "w+b")
-        err = open(os.path.join(out_dir, "stderr"), "w+b")
+        # The job's own output, private as the native supervisor keeps it (0600).
+        out, err = [os.fdopen(os.open(os.path.join(out_dir, name), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600),
+                              "w+b") for name in ("stdout", "stderr")]
         write_job(path, record)
     except (IOError, OSError) as e:
         os.write(notify, ("could not record the job in %s: %s" % (path, e)).encode("utf-8"))
@@ -240,6 +242,80 @@ def tails(out, err):
         if data:
             found[name] = text(data)
     return found
+
+
+def read_tail(path, lines):
+    """The last `lines` lines of a captured stream (at most 64 KiB), read
+    backwards in 4 KiB blocks as the native module reads them, and its size."""
+    try:
+        f = open(path, "rb")
+    except (IOError, OSError):
+        return b"", 0
+    with f:
+        f.seek(0, 2)
+        size = end = f.tell()
+        data, breaks, by_lines = b"", lines, False
+        while end > 0 and len(data) < 65536:
+            start = max(0, end - 4096)
+            f.seek(start)
+            block = f.read(end - start)
+            if end == size and block.endswith(b"\n"):
+                breaks += 1  # the final line break ends the last line
+            data, end, cut = block + data, start, len(block) + len(data)
+            for _ in range(breaks):
+                cut = data.rfind(b"\n", 0, cut)
+                if cut < 0:
+                    break
+            if cut >= 0:
+                data, by_lines = data[cut + 1:], True
+                break
+    if len(data) > 65536:
+        data, by_lines = data[-65536:], False
+    if not by_lines and len(data) < size:
+        for _ in range(3):  # cut inside a character: start at the next
+            if data and bytearray(data[:1])[0] & 0xC0 == 0x80:
+                data = data[1:]
+    for back in range(1, min(3, len(data)) + 1):
+        b = bytearray(data[-back:])[0]
+        if b & 0xC0 != 0x80:
+            needs = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
+            if needs > back:
+                data = data[:-back]  # a character not all written yet
+            break
+    return data, size
+
+
+def add_tails(answer, out_dir, lines):
+    """output: tail, for a job that has not finished."""
+    import base64
+    for name in ("stdout", "stderr"):
+        data, size = read_tail(os.path.join(out_dir, name), lines)
+        shown = text(data)
+        answer[name + "_tail"] = shown
+        answer[name + "_tail_lines"] = shown.splitlines()[-lines:] if shown else []
+        answer[name + "_bytes"] = size
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            answer[name + "_tail_base64"] = base64.b64encode(data).decode("ascii")
+
+
+def tail_request(args):
+    """The number of lines `output: tail` asks for, or None."""
+    output, lines = args.get("output"), args.get("tail_lines")
+    if output not in (None, "none", "tail"):
+        fail("value of output must be one of: none, tail, got: %s" % output)
+    if output != "tail":
+        if lines is not None:
+            fail("tail_lines only applies to mode=status with output=tail")
+        return None
+    try:
+        lines = 20 if lines is None else int(lines)
+    except (TypeError, ValueError):
+        lines = 0
+    if not 1 <= lines <= 10000:
+        fail("tail_lines must be a whole number from 1 to 10000; got %s" % args.get("tail_lines"))
+    return lines
 
 
 def module_result(out, err, rc, cmd, jid):
@@ -399,6 +475,7 @@ def status(why, argv):
     deadline = time.time() + wait
     names = [str(j) for j in (jids or [args["jid"]])]
     any_of = args.get("return_when") == "any"
+    tail = tail_request(args) if mode == "status" else None
     while True:
         answers = [one(async_dir, j, mode) for j in names]
         done = [a.get("finished") is True for a, _ in answers]
@@ -406,6 +483,9 @@ def status(why, argv):
         if mode != "status" or enough or time.time() >= deadline:
             break
         time.sleep(0.2)
+    for j, (a, _) in zip(names, answers):
+        if tail and a.get("finished") is False:
+            add_tails(a, os.path.join(async_dir, ".%s.output" % j), tail)
     if not jids:
         answer, module_failed = answers[0]
         emit(answer, 1 if module_failed else 0)
