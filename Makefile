@@ -2,7 +2,8 @@
 #   make         build the native modules, then run the demo playbook on localhost
 #   make test    Rust tests; integration, interop, reliability, conformance, installed-binary,
 #                job-management, SSH and become suites (the integration suite also over SSH)
-#   make bench   side-by-side benchmark against ansible-core's builtin modules
+#   make bench   side-by-side benchmark against ansible-core's builtin modules, on the host and over SSH
+#                (make bench-ssh: the SSH part alone)
 #   make lint    cargo fmt --check, clippy and rustdoc with -D warnings; ruff (ruff.toml);
 #                ansible-lint (production profile) over examples/ and the collection's playbooks
 #   make sanity  ansible-test sanity on the collection tarball (ansible-core 2.19 and the newest)
@@ -34,7 +35,7 @@ slim_of = $(CROSS_DIR)/$(TRIPLE_$(1))-wrapper/native_async
 BINARIES := $(foreach a,$(ARCHES),$(call binary_of,$(a))) $(foreach a,$(WRAPPER_CARRIES),$(call slim_of,$(a)))
 RUST_SOURCES := $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
 
-.PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench soak
+.PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench bench-ssh soak
 
 all: build demo
 
@@ -109,6 +110,10 @@ $(BENCH_VENV)/.ready:
 
 bench: build $(BENCH_VENV)/.ready
 	$(BENCH_VENV)/bin/python bench/bench.py
+
+# The SSH section alone (bench/ssh_bench.py: the tests' sshd behind a shaped relay, about 35 minutes).
+bench-ssh: build venv
+	$(PY) bench/bench.py --only ssh
 
 COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' ansible_collection/galaxy.yml)
 collection: build
