@@ -138,7 +138,8 @@ class ActionModule(ActionBase):
         module that is not ours, a connection that cannot carry it)."""
         if not boolean(task_vars.get("native_async_fast_status", True), strict=False):
             return None
-        if getattr(self._connection._shell, "SHELL_FAMILY", "sh") == "powershell":
+        # The command is POSIX sh: csh, fish and PowerShell hosts take the module's way.
+        if getattr(self._connection._shell, "SHELL_FAMILY", "sh") != "sh":
             return None
         if self._loses_output_with_become_password():
             return None
