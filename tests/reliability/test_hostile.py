@@ -205,6 +205,18 @@ def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, tru
     assert not (home2 / ".cache" / "native_async_jobs" / binary_name()).exists()
 
 
+def test_a_cache_that_cannot_be_trusted_is_said_in_the_launch(tmp_path, trusted_home):
+    home = trusted_home / "home"
+    (home / ".cache").mkdir(parents=True, mode=0o700)
+    good = launch_with(tmp_path, clean_env(HOME=home))
+    assert not any("unpacked for this task only" in w for w in good.get("warnings", [])), good
+    # Group-writable: never trusted, so every task unpacks again; the user is told why.
+    (home / ".cache").chmod(0o770)
+    out = launch_with(tmp_path, clean_env(HOME=home))
+    warned = [w for w in out.get("warnings", []) if "unpacked for this task only" in w]
+    assert warned and str(home / ".cache" / "native_async_jobs") in warned[0], out
+
+
 def test_root_without_home_creates_nothing_outside_its_folders(tmp_path):
     if os.geteuid() != 0 or Path("/nonexistent").exists():
         pytest.skip("needs root and no /nonexistent")

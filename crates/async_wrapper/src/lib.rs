@@ -18,6 +18,9 @@ use std::io::Read;
 use supervise::Forked;
 use supervisor::Job;
 
+/// What the launcher sets when it could not cache the binary (its words).
+const UNCACHED_ENV: &str = "NATIVE_ASYNC_UNCACHED";
+
 /// Runs the wrapper on its arguments (after the program name); prints the
 /// launch's JSON and returns the exit code.
 pub fn run(argv: &[OsString]) -> i32 {
@@ -32,6 +35,11 @@ pub fn run(argv: &[OsString]) -> i32 {
 /// Checks everything, forks the supervisor, and waits until it reports the job
 /// recorded and started (or why not). Never waits on the job itself.
 pub fn launch(argv: &[OsString]) -> Result<ObjectText, String> {
+    // The launcher's word that it could not cache the binary (see
+    // launcher.sh.in): said in the result, and kept from the module.
+    let uncached = std::env::var_os(UNCACHED_ENV).map(|v| v.to_string_lossy().into_owned());
+    // SAFETY: the wrapper is single-threaded: nothing reads the environment meanwhile.
+    unsafe { std::env::remove_var(UNCACHED_ENV) };
     let args = WrapperArgs::parse(argv)?;
     // Every number the task controls is checked before anything exists.
     let grace = async_jobs::duration::kill_grace()?;
@@ -60,7 +68,8 @@ pub fn launch(argv: &[OsString]) -> Result<ObjectText, String> {
             drop(notify);
             let mut said = String::new();
             let _ = report.read_to_string(&mut said);
-            let report = supervisor::Report::parse(&said)?;
+            let mut report = supervisor::Report::parse(&said)?;
+            report.warnings.extend(uncached);
             let mut o = started(&args, &jid, &dir);
             if !report.warnings.is_empty() {
                 let mut list = b"[".to_vec();
