@@ -479,9 +479,12 @@ def host_part(work):
         f"{many['launch_s']:.1f} s from 32 threads. The builtin would hold about "
         f"{memory['builtin']['rss_kb'] * many['count'] / 1024 / 1024:.1f} GB RSS for as many "
         f"({memory['builtin']['processes']} Python processes a job, measured above, times {many['count']}).",
-        "- Shipped sizes: " + ", ".join(f"{k} {v:,} bytes" for k, v in sizes.items()) + ". The zero-setup "
-        "async_wrapper carries its binary, so it sends more bytes per task than the builtin; the first task of a "
-        "user unpacks it once and later launches only exec it.",
+        "- Shipped sizes: " + ", ".join(f"{k} {v:,} bytes" for k, v in sizes.items()) + ". The async_wrapper "
+        "module carries the wrapper-only binary for x86_64 and aarch64 (xz); the first task of a user unpacks it "
+        "once and later launches only exec it. Bytes per task are the same on every architecture, the same "
+        "module file going to every host (a host the fallback serves, too). A status lookup sends the "
+        "async_status module only where the host has no cached copy (the row above: once per host and user); "
+        "else it is one command of about 1.5 kB on the wire (the SSH section).",
         "- Lateness: from the launch request plus the limit to the timeout result being visible in the job file. "
         "The builtin checks every 5 s (half the limit when shorter) and then sleeps 1 s before writing.",
         "- Completion lag: from the job's end (its own timestamp) to the controller having the finished status, "
