@@ -116,3 +116,45 @@ def test_a_lookup_is_one_round_trip_when_the_host_has_a_trusted_copy(tmp_path, s
         assert "PUT " not in second and round_trips(second) == 1, second[-3000:]
     # The builtin name, through the action plugin path: one command too.
     assert "PUT " not in cleanup and round_trips(cleanup) == 1, cleanup[-3000:]
+
+
+POLLED = """
+- name: warm
+  native.async_jobs.async_status:
+    mode: list
+- name: polled by the executor
+  command: sleep 3
+  async: 30
+  poll: 1
+  register: polled
+- name: save
+  copy:
+    content: "{{ polled | to_json }}"
+    dest: "{{ out }}"
+  delegate_to: localhost
+"""
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["pipelining-off", "pipelining-on"])
+def test_the_executors_polling_takes_one_round_trip_a_poll(tmp_path, sshd, pipelining):
+    """`poll: 1`: the executor loads `ansible.legacy.async_status` from the
+    action plugin path; with the binary cached (the warm task's lookup cached
+    it) every poll and the cleanup are one ssh command each."""
+    if list(INSTALLED.glob("native_async-*")):
+        pytest.skip(f"a binary installed in {INSTALLED} comes before any cache")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(ssh_line("sshhost", sshd) + "\n")
+    out = tmp_path / "out.json"
+    pb = write_play(tmp_path / "pb.yml", POLLED)
+    env = ssh_env(tmp_path, sshd, pipelining=pipelining,
+                  ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
+    proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
+    polled = json.loads(out.read_text())
+    assert polled["rc"] == 0 and polled["finished"] is True, polled
+    log = task_logs(proc.stdout)["polled by the executor"]
+    # The launch uploads its two files; no poll and no cleanup uploads anything.
+    assert log.count("PUT ") == 2, log[-4000:]
+    polls = len(re.findall(r"set -- --args", log))
+    assert polls >= 3, f"the polls (about one a second for 3 s, and the cleanup) ran the cached binary: {polls}"
+    # Six ssh runs for the launch (echo ~, mkdtemp, 2 puts, chmod, exec), then one per poll.
+    assert round_trips(log) <= 6 + polls + 1, log[-4000:]
