@@ -41,6 +41,11 @@ def run(cmd, env, timeout=300, check=True, cwd=None):
         [str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
+        # The lines that say what failed first: in a long run the tail alone can miss them.
+        failed = [line for line in proc.stdout.splitlines()
+                  if line.startswith(("fatal:", "failed:")) or "FAILED!" in line]
+        if failed:
+            sys.stderr.write("failed tasks:\n" + "\n".join(f[:20000] for f in failed[:20]) + "\n---\n")
         sys.stderr.write(proc.stdout[-20000:])
         sys.stderr.write(proc.stderr[-20000:])
         raise AssertionError(f"{cmd[0]} exited {proc.returncode}")

@@ -261,6 +261,7 @@ def test_a_50_host_fleet_fires_3_jobs_each_then_waits_then_cleans_up(tmp_path, s
       - "waited.results | map(attribute='stdout') | list ==
          [inventory_hostname ~ '-a', inventory_hostname ~ '-b', inventory_hostname ~ '-c']"
       - "waited.results | map(attribute='rc') | list == [0, 0, 0]"
+    fail_msg: "{{{{ waited.results | to_json }}}}"
 - async_status: {{jid: "{{{{ item.ansible_job_id }}}}", mode: cleanup}}
   loop: "{{{{ fired.results }}}}"
   register: cleaned
