@@ -52,6 +52,15 @@ def run(cmd, env, timeout=300, check=True, cwd=None):
     return proc
 
 
+def module_answer(module, args, async_dir, timeout=30):
+    """A module file run directly on an args file, as ansible runs it, the
+    async dir given: (exit code, its JSON answer)."""
+    f = Path(async_dir).parent / f"args-{time.monotonic_ns()}.json"
+    f.write_text(json.dumps(dict(args, _async_dir=str(async_dir))))
+    proc = subprocess.run([str(module), str(f)], capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, json.loads(proc.stdout)
+
+
 def playbook(path, inventory, env, *args, check=True, timeout=300, wrap=()):
     """Runs ansible-playbook; `wrap`: a command prefix to run it under (a namespace, say)."""
     return run([*wrap, VENV_BIN / "ansible-playbook", "-i", inventory, path, *args], env, timeout, check)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import native_active, write_inventory
-from helpers import MODULES_DIR, ROOT, VENV_BIN, dump, job_files, pids_with, play, run
+from helpers import MODULES_DIR, module_answer, ROOT, VENV_BIN, dump, job_files, pids_with, play, run
 
 pytestmark = pytest.mark.skipif(not native_active(), reason="options only the native module has")
 
@@ -347,12 +347,9 @@ def test_a_queued_job_can_be_killed_and_never_runs(tmp_path, inventory, collecti
     ({"mode": "list", "jid": "j1.1"}, "takes no jid or jids"),
     ({"jid": "j1.1", "signal": "INT"}, "signal only applies to mode=kill"),
 ])
-def test_bad_arguments_get_one_clear_error(tmp_path, async_dir, args, expected):
-    f = tmp_path / "args.json"
-    f.write_text(json.dumps(dict(args, _async_dir=str(async_dir))))
-    proc = subprocess.run([str(STATUS_BIN), str(f)], capture_output=True, text=True, timeout=30)
-    out = json.loads(proc.stdout)
-    assert proc.returncode == 1 and out["failed"] is True and expected in out["msg"], out
+def test_bad_arguments_get_one_clear_error(async_dir, args, expected):
+    rc, out = module_answer(STATUS_BIN, args, async_dir)
+    assert rc == 1 and out["failed"] is True and expected in out["msg"], out
 
 
 def test_a_bad_pool_refuses_the_launch_and_records_nothing(tmp_path, inventory, collection_env, async_dir):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import native_active
-from helpers import MODULES_DIR, VENV_BIN, dump, play, run
+from helpers import MODULES_DIR, module_answer, VENV_BIN, dump, play, run
 
 pytestmark = pytest.mark.skipif(not native_active(), reason="options only the native module has")
 
@@ -457,12 +457,9 @@ def test_show_prints_the_tail_of_a_running_job(tmp_path, inventory, tail_env, as
     ({"jid": "j1.1", "output": "all"}, "value of output must be one of: none, tail"),
     ({"mode": "list", "output": "tail"}, "output only applies to mode=status"),
 ])
-def test_bad_tail_arguments_get_one_clear_error(tmp_path, async_dir, args, expected):
-    f = tmp_path / "args.json"
-    f.write_text(json.dumps(dict(args, _async_dir=str(async_dir))))
-    proc = subprocess.run([str(STATUS_BIN), str(f)], capture_output=True, text=True, timeout=30)
-    out = json.loads(proc.stdout)
-    assert proc.returncode == 1 and out["failed"] is True and expected in out["msg"], out
+def test_bad_tail_arguments_get_one_clear_error(async_dir, args, expected):
+    rc, out = module_answer(STATUS_BIN, args, async_dir)
+    assert rc == 1 and out["failed"] is True and expected in out["msg"], out
 
 
 def test_the_options_are_documented(collection_env):

@@ -70,6 +70,21 @@ def round_trips(log):
     return len(re.findall(r"SSH: EXEC (?:ssh|sftp|scp) ", log))
 
 
+def play_on_one_host(tmp_path, sshd, pipelining, tasks, host_line):
+    """Runs `tasks` at -vvv on the one SSH host `host_line`, with our action
+    plugin on the action plugin path: (each task's log, what it saved to `out`)."""
+    if list(INSTALLED.glob("native_async-*")):
+        pytest.skip(f"a binary installed in {INSTALLED} comes before any cache; these cases are about the cache")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(host_line + "\n")
+    out = tmp_path / "out.json"
+    pb = write_play(tmp_path / "pb.yml", tasks)
+    env = ssh_env(tmp_path, sshd, pipelining=pipelining,
+                  ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
+    proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
+    return task_logs(proc.stdout), json.loads(out.read_text())
+
+
 CASES = {
     # name: (login user, become user or None, cold, spoil)
     "warm": ("root", None, False, False),
@@ -84,20 +99,10 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_lookup_is_one_round_trip_when_the_host_has_a_trusted_copy(tmp_path, sshd, case, pipelining):
     login, become, cold, spoil = CASES[case]
-    if list(INSTALLED.glob("native_async-*")):
-        pytest.skip(f"a binary installed in {INSTALLED} comes before any cache; these cases are about the cache")
     extra = {"cold": cold, "spoil": spoil}
     if become:
         extra.update(ansible_become="true", ansible_become_user=become, ansible_become_method="sudo")
-    inv = tmp_path / "hosts.ini"
-    inv.write_text(ssh_line("sshhost", sshd, user=login, **extra) + "\n")
-    out = tmp_path / "out.json"
-    pb = write_play(tmp_path / "pb.yml", TASKS)
-    env = ssh_env(tmp_path, sshd, pipelining=pipelining,
-                  ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
-    proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
-    r = json.loads(out.read_text())
-    logs = task_logs(proc.stdout)
+    logs, r = play_on_one_host(tmp_path, sshd, pipelining, TASKS, ssh_line("sshhost", sshd, user=login, **extra))
     assert r["first"]["finished"] is True and r["first"]["stdout"] == "looked up", r["first"]
     assert r["second"]["finished"] is True and r["second"]["stdout"] == "looked up", r["second"]
     assert r["cl"]["erased"] == r["job"]["results_file"], r["cl"]
@@ -140,18 +145,9 @@ def test_the_executors_polling_takes_one_round_trip_a_poll(tmp_path, sshd, pipel
     """`poll: 1`: the executor loads `ansible.legacy.async_status` from the
     action plugin path; with the binary cached (the warm task's lookup cached
     it) every poll and the cleanup are one ssh command each."""
-    if list(INSTALLED.glob("native_async-*")):
-        pytest.skip(f"a binary installed in {INSTALLED} comes before any cache")
-    inv = tmp_path / "hosts.ini"
-    inv.write_text(ssh_line("sshhost", sshd) + "\n")
-    out = tmp_path / "out.json"
-    pb = write_play(tmp_path / "pb.yml", POLLED)
-    env = ssh_env(tmp_path, sshd, pipelining=pipelining,
-                  ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
-    proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
-    polled = json.loads(out.read_text())
+    logs, polled = play_on_one_host(tmp_path, sshd, pipelining, POLLED, ssh_line("sshhost", sshd))
     assert polled["rc"] == 0 and polled["finished"] is True, polled
-    log = task_logs(proc.stdout)["polled by the executor"]
+    log = logs["polled by the executor"]
     # The launch uploads its two files; no poll and no cleanup uploads anything.
     assert log.count("PUT ") == 2, log[-4000:]
     polls = len(re.findall(r"set -- --args", log))
