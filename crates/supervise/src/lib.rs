@@ -143,6 +143,9 @@ pub fn block_supervisor_signals() -> Result<SigSet> {
 /// A fork and an exec of our own rather than `std::process::Command`: the
 /// binary is carried to hosts with every task, and Command's general
 /// machinery (environment maps, spawn strategies) was 12 kB of it.
+/// It is longer than our other functions on purpose: everything the child
+/// does between fork and exec is prepared before the fork and kept here in
+/// one place, where it can be checked for async-signal safety.
 pub fn spawn_module(
     argv: &[std::ffi::OsString],
     stdout: &File,
