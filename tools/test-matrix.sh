@@ -149,6 +149,8 @@ for spec in "${specs[@]}"; do
     result="failed (pytest exit $rc)"
     status=1
     grep -E '^(FAILED|ERROR) tests/' "$log" | sed 's/^/   /'
+    # What failed inside the play, so a CI log that shows only this summary says why.
+    grep -E '^(E +)?(fatal: |failed: )|FAILED!|^E +(assert|Assertion)' "$log" | head -n 30 | cut -c1-600 | sed 's/^/   | /'
   fi
   echo "   $last"
   rows+=("$version|$pyver|$passed|$failed|$skipped|$xfailed|$tests_wall|$result|$spec|$wall")
