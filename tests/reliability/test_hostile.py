@@ -102,21 +102,25 @@ def tree(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-def hostile_xdg(tmp_path, marker):
+# Each case gets `base`, a folder whose every parent is this user's or root's
+# alone (under /tmp, the world-writable /tmp alone would make every cache
+# untrusted, and the test could not fail).
+
+def hostile_xdg(base, marker):
     """An XDG_CACHE_HOME in a world-writable (1777) folder, where another user planted the binary."""
-    xdg = tmp_path / "shared"
+    xdg = base / "shared"
     xdg.mkdir()
     xdg.chmod(0o1777)
     cache = xdg / "native_async_jobs"
     cache.mkdir()
     os.chown(cache, NOBODY, NOBODY)
     plant(cache, marker, owner=NOBODY)
-    return {"XDG_CACHE_HOME": xdg, "HOME": tmp_path / "home"}, xdg
+    return {"XDG_CACHE_HOME": xdg, "HOME": base / "home"}, xdg
 
 
-def leaked_home(tmp_path, marker):
+def leaked_home(base, marker):
     """A HOME that belongs to another user (sudo -E, become keeping HOME)."""
-    home = tmp_path / "attacker"
+    home = base / "attacker"
     cache = home / ".cache" / "native_async_jobs"
     plant(cache, marker, owner=NOBODY)
     for d in (home, home / ".cache", cache):
@@ -124,47 +128,57 @@ def leaked_home(tmp_path, marker):
     return {"HOME": home}, home
 
 
-def own_cache(tmp_path, marker, file_mode=0o700, dir_mode=0o700, file_owner=None, parent_owner=None, link=False):
-    xdg = tmp_path / "xdg"
+def foreign_dot_cache(base, marker, link=False):
+    """Our own HOME whose .cache is another user's folder, or a link to one:
+    nothing may be created in it, even by root."""
+    home = base / "home"
+    theirs = base / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    if link:
+        (home / ".cache").symlink_to(theirs)
+    else:
+        theirs = home / ".cache"
+        theirs.mkdir()
+        os.chown(theirs, NOBODY, NOBODY)
+    return {"HOME": home}, theirs
+
+
+def own_cache(base, marker, file_mode=0o700, dir_mode=0o700, file_owner=None, parent_owner=None,
+              link=False, folder=False):
+    xdg = base / "xdg"
     cache = xdg / "native_async_jobs"
     if link:
-        target = plant(tmp_path / "elsewhere", marker, mode=0o700)
+        target = plant(base / "elsewhere", marker, mode=0o700)
         cache.mkdir(parents=True)
         (cache / binary_name()).symlink_to(target)
+    elif folder:
+        (cache / binary_name()).mkdir(parents=True)
     else:
         plant(cache, marker, owner=file_owner, mode=file_mode)
     xdg.chmod(0o755)
     cache.chmod(dir_mode)
     if parent_owner is not None:
         os.chown(xdg, parent_owner, parent_owner)
-    return {"XDG_CACHE_HOME": xdg, "HOME": tmp_path / "home"}, None
+    return {"XDG_CACHE_HOME": xdg, "HOME": base / "home"}, None
 
 
 HOSTILE = {
     "another user's file in a world-writable XDG_CACHE_HOME": hostile_xdg,
     "another user's HOME leaked across become": leaked_home,
-    "our file, but group-writable": lambda t, m: own_cache(t, m, file_mode=0o770),
-    "our file, but writable by others": lambda t, m: own_cache(t, m, file_mode=0o757),
-    "our file in a group-writable cache folder": lambda t, m: own_cache(t, m, dir_mode=0o770),
-    "another user's file in our cache folder": lambda t, m: own_cache(t, m, file_owner=NOBODY),
-    "a folder above the cache owned by another user": lambda t, m: own_cache(t, m, parent_owner=NOBODY),
-    "a symlink in place of the binary": lambda t, m: own_cache(t, m, link=True),
+    "our HOME, another user's .cache in it": foreign_dot_cache,
+    "our HOME, its .cache a link to another user's folder": lambda b, m: foreign_dot_cache(b, m, link=True),
+    "our file, but group-writable": lambda b, m: own_cache(b, m, file_mode=0o770),
+    "our file, but writable by others": lambda b, m: own_cache(b, m, file_mode=0o757),
+    "our file in a group-writable cache folder": lambda b, m: own_cache(b, m, dir_mode=0o770),
+    "our file in a cache folder others may write": lambda b, m: own_cache(b, m, dir_mode=0o707),
+    "another user's file in our cache folder": lambda b, m: own_cache(b, m, file_owner=NOBODY),
+    "a folder above the cache owned by another user": lambda b, m: own_cache(b, m, parent_owner=NOBODY),
+    "a symlink in place of the binary": lambda b, m: own_cache(b, m, link=True),
+    # Not hostile, careless: neither may end the task with exec's "permission denied".
+    "our file, not executable": lambda b, m: own_cache(b, m, file_mode=0o600),
+    "a folder in place of the binary": lambda b, m: own_cache(b, m, folder=True),
 }
-
-
-@pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_a_cache_file_that_fails_a_check_never_runs(tmp_path, case):
-    if os.geteuid() != 0:
-        pytest.skip("planting another user's files needs root")
-    (tmp_path / "home").mkdir(mode=0o700)
-    marker = tmp_path / "planted-ran"
-    env, untouchable = HOSTILE[case](tmp_path, marker)
-    before = tree(untouchable) if untouchable else None
-    out = launch_with(tmp_path, clean_env(**env))
-    assert not marker.exists(), "the planted file ran"
-    assert out["native_async_impl"] == "native", out
-    if untouchable:
-        assert tree(untouchable) == before, "nothing was written into a folder another user controls"
 
 
 @pytest.fixture
@@ -174,6 +188,34 @@ def trusted_home():
     home = Path(tempfile.mkdtemp(prefix=".native-async-test-", dir=Path.home()))
     yield home
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_cache_file_that_fails_a_check_never_runs(tmp_path, trusted_home, case):
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's files needs root")
+    (trusted_home / "home").mkdir(mode=0o700)
+    marker = tmp_path / "planted-ran"
+    env, untouchable = HOSTILE[case](trusted_home, marker)
+    before = tree(untouchable) if untouchable else None
+    out = launch_with(tmp_path, clean_env(**env))
+    assert not marker.exists(), "the planted file ran"
+    assert out["native_async_impl"] == "native", out
+    if untouchable:
+        assert tree(untouchable) == before, "nothing was written into a folder another user controls"
+
+
+def test_the_same_planted_file_runs_when_every_check_passes(tmp_path, trusted_home):
+    """The control of the test above: its setup with the modes right does run
+    the cached file, so what refuses the others is the checks."""
+    (trusted_home / "home").mkdir(mode=0o700)
+    marker = tmp_path / "planted-ran"
+    env, _ = own_cache(trusted_home, marker)
+    full = dict(clean_env(**env), ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
+    mod = module(tmp_path, "echo '{\"rc\": 0}'\n")
+    proc = subprocess.run(["/bin/sh", str(WRAPPER), "j42", "30", str(mod), "_", "-preserve_tmp"],
+                          env=full, capture_output=True, text=True, timeout=60)
+    assert marker.exists() and json.loads(proc.stdout).get("planted") is True, (proc.stdout, proc.stderr)
 
 
 def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, trusted_home):
