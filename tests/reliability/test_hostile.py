@@ -433,3 +433,33 @@ def test_the_status_of_a_huge_result_streams_in_bounded_memory(tmp_path):
         tail = f.read()
     assert tail.endswith(b'","finished":true,"ansible_job_id":"j1.1","results_file":"%s"}\n' % str(d / "j1.1").encode())
     assert answer.stat().st_size > size and b"native_job" not in tail
+
+
+# --- A damaged pool counter (issue 10, 10) ----------------------------------
+
+@pytest.mark.parametrize("damage", [b"", b"\xff\xfe7", b"18446744073709551615", b"99999999999999999"],
+                         ids=["empty", "not UTF-8", "the largest u64", "more digits than a ticket had"])
+def test_a_damaged_pool_counter_never_lets_a_job_jump_the_queue(tmp_path, damage):
+    d = tmp_path / "async"
+    pool = {"NATIVE_ASYNC_POOL": "solo", "NATIVE_ASYNC_POOL_SIZE": "1"}
+    _, first = launch(d, module(tmp_path, "sleep 30\necho '{\"rc\": 0}'\n", name="first.sh"), env=pool)
+    (d / ".pool-solo" / ".seq").write_bytes(damage)
+    _, second = launch(d, module(tmp_path, "echo '{\"rc\": 0, \"second\": true}'\n", name="second.sh"), env=pool)
+    try:
+        time.sleep(0.5)
+        _, listing = status(tmp_path, {"mode": "list", "_async_dir": str(d)})
+        states = {j["jid"]: j["state"] for j in listing["jobs"]}
+        assert states == {first["ansible_job_id"]: "running", second["ansible_job_id"]: "queued"}, listing
+    finally:
+        status(tmp_path, {"jid": first["ansible_job_id"], "_async_dir": str(d), "mode": "kill"})
+    # The slot freed, the queued job runs.
+    assert wait_finished(second["results_file"])["second"] is True
+
+
+def test_a_folder_in_place_of_the_pool_counter_is_named_in_the_error(tmp_path):
+    d = tmp_path / "async"
+    (d / ".pool-solo" / ".seq").mkdir(parents=True)
+    rc, out = launch(d, module(tmp_path, "echo '{\"rc\": 0}'\n"), check=False,
+                     env={"NATIVE_ASYNC_POOL": "solo", "NATIVE_ASYNC_POOL_SIZE": "1"})
+    assert rc == 1 and out["failed"] is True, out
+    assert "could not join the job pool" in out["msg"] and ".pool-solo/.seq" in out["msg"], out

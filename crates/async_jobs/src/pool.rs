@@ -102,11 +102,14 @@ impl Ticket {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(dir.join(".seq"))?;
+            .open(dir.join(".seq"))
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", dir.join(".seq").display()))
+            })?;
         counter.lock()?;
         let seq = next_seq(&mut counter, &dir)?;
 
-        let path = dir.join(format!("{seq:016}-{}", jid.as_str()));
+        let path = dir.join(format!("{seq:0width$}-{}", jid.as_str(), width = SEQ_WIDTH));
         let staged = dir.join(format!(".new-{}", jid.as_str()));
         let mut held = OpenOptions::new()
             .read(true)
@@ -172,34 +175,56 @@ impl Ticket {
     }
 }
 
+/// Digits of a ticket number, in the counter and in ticket names: all of a
+/// u64, so no number outgrows the names and turns its ticket invisible.
+const SEQ_WIDTH: usize = 20;
+
 /// The next ticket number: one past both the counter and every ticket in
-/// the pool, so a counter that was lost or damaged (empty, garbage) can
-/// neither let a job jump the queue nor reuse a live ticket's number. The
-/// number is written in place at a fixed width, never truncated first, so a
-/// crash cannot leave the counter empty.
+/// the pool, so a counter that was lost or damaged (empty, garbage, not
+/// UTF-8) can neither let a job jump the queue nor reuse a live ticket's
+/// number. Only live tickets need ordering, so a counter at the top of the
+/// range restarts past them. The number is written in place at a fixed
+/// width, never truncated first, so a crash cannot leave the counter empty.
 fn next_seq(counter: &mut File, dir: &Path) -> io::Result<u64> {
-    let mut text = String::new();
-    counter.read_to_string(&mut text)?;
-    let recorded = text.trim().parse::<u64>().unwrap_or(0);
-    let mut highest = recorded;
+    let mut bytes = Vec::new();
+    // The counter is one short line; a longer file is damage, not a counter.
+    counter.take(64).read_to_end(&mut bytes)?;
+    let recorded = String::from_utf8_lossy(&bytes)
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0);
+    let mut highest = 0;
     for entry in std::fs::read_dir(dir)? {
         if let Some(seq) = entry?.file_name().to_str().and_then(ticket_seq) {
             highest = highest.max(seq);
         }
     }
-    let seq = highest + 1;
+    let seq = match recorded.max(highest).checked_add(1) {
+        Some(seq) => seq,
+        None => highest.checked_add(1).ok_or_else(|| {
+            io::Error::other(format!(
+                "a ticket in {} is numbered {}, the largest there is; remove that ticket",
+                dir.display(),
+                u64::MAX
+            ))
+        })?,
+    };
     counter.rewind()?;
-    let text = format!("{seq:020}\n");
+    let text = format!("{seq:0SEQ_WIDTH$}\n");
     counter.write_all(text.as_bytes())?;
     // Only now drop whatever an older, longer counter left after it.
     counter.set_len(text.len() as u64)?;
     Ok(seq)
 }
 
-/// The sequence number of a ticket's file name (`<16 digits>-<jid>`).
+/// The sequence number of a ticket's file name (`<digits>-<jid>`: 20 digits,
+/// or the 16 that tickets had before).
 fn ticket_seq(name: &str) -> Option<u64> {
     let (digits, jid) = name.split_once('-')?;
-    if digits.len() != 16 || jid.is_empty() {
+    if !(digits.len() == SEQ_WIDTH || digits.len() == 16) || jid.is_empty() {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
@@ -273,10 +298,20 @@ mod tests {
         let a = Ticket::take(&dir, &spec(1), &jid("a")).unwrap();
         let b = Ticket::take(&dir, &spec(1), &jid("b")).unwrap();
         let seq = a.dir().join(".seq");
-        for damage in ["", "garbage", "1"] {
+        for damage in [
+            &b""[..],
+            b"garbage",
+            b"1",
+            b"\xff\xfe7",
+            b"18446744073709551615",
+        ] {
             std::fs::write(&seq, damage).unwrap();
             let c = Ticket::take(&dir, &spec(1), &jid("c")).unwrap();
             assert!(c.seq > b.seq, "{damage:?}: a new ticket goes last");
+            assert_eq!(
+                ticket_seq(&c.path.file_name().unwrap().to_string_lossy()),
+                Some(c.seq)
+            );
             assert!(a.admitted().unwrap() && !b.admitted().unwrap() && !c.admitted().unwrap());
             c.leave();
         }
@@ -290,12 +325,15 @@ mod tests {
     #[test]
     fn names_that_are_not_tickets_are_ignored() {
         assert_eq!(ticket_seq("0000000000000007-j1.2"), Some(7));
+        assert_eq!(ticket_seq("18446744073709551615-j1.2"), Some(u64::MAX));
         for name in [
             ".seq",
             ".new-j1",
             "7-j1",
             "000000000000000x-j",
             "0000000000000007-",
+            "+000000000000007-j1",
+            "99999999999999999999-j1",
         ] {
             assert_eq!(ticket_seq(name), None, "{name}");
         }
