@@ -17,6 +17,10 @@ import sys
 import time
 
 IMPL = "fallback"
+# The largest number of seconds the native modules take (duration::MAX_SECS).
+MAX_SECS = 10000000000
+# A job file past this is not read into memory (the native reader streams it).
+MAX_JOB_BYTES = 256 << 20
 JID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 
@@ -339,6 +343,8 @@ def module_result(out, err, rc, cmd, jid):
                 raise ValueError("not an object")
         except ValueError as e:
             why = "invalid JSON (%s)" % e
+        except RuntimeError:
+            why = "invalid JSON (nested deeper than Python's json reads)"
     if why:
         return {"failed": True, "cmd": cmd, "data": text(data), "stderr": text(errors),
                 "msg": "The module's output is not a JSON result: %s" % why, "ansible_job_id": jid}
@@ -386,13 +392,19 @@ def read_job(path):
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         import stat
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise RuntimeError("refusing the job file %s: it is not a regular file" % path)
-        chunks = []
+        chunks, read = [], 0
         while True:
+            # The size now, or what was read if the file grew since.
+            if max(st.st_size, read) > MAX_JOB_BYTES:
+                raise RuntimeError("the job file %s is larger than the %d MiB this Python fallback reads; "
+                                   "the native async_status streams it" % (path, MAX_JOB_BYTES >> 20))
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 break
+            read += len(chunk)
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
@@ -436,6 +448,10 @@ def one(async_dir, jid, mode):
             raise ValueError("not an object")
     except ValueError as e:
         return dict(base, msg="Could not parse job output in %s: %s" % (path, e), results_file=path), True
+    except RuntimeError:
+        # RecursionError (RuntimeError on Python 2): nested deeper than this Python reads.
+        return dict(base, msg="Could not parse job output in %s: nested deeper than Python's json reads" % path,
+                    results_file=path), True
     data.pop("native_job", None)
     if "started" in data:
         why = lost(data)
@@ -470,8 +486,11 @@ def status(why, argv):
         fail("missing required arguments: jid")
     try:
         wait = float(args.get("wait") or 0)
-    except ValueError:
-        fail("wait must be a number of seconds, 0 or more; got %r" % args.get("wait"))
+        # NaN fails both comparisons: a deadline of NaN would never come.
+        if not 0 <= wait <= MAX_SECS:
+            raise ValueError
+    except (TypeError, ValueError):
+        fail("wait must be a number of seconds, 0 to %d; got %s" % (MAX_SECS, json.dumps(args.get("wait"))))
     deadline = time.time() + wait
     names = [str(j) for j in (jids or [args["jid"]])]
     any_of = args.get("return_when") == "any"

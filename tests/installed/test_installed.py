@@ -82,6 +82,8 @@ def cache():
 
 @pytest.fixture
 def env(tmp_path, cache):
+    """Overrides conftest's `env` for this file, on purpose: the same, but the
+    collection comes from the installed tarball, not the checkout."""
     env = base_env(tmp_path)
     env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(tmp_path))
     env["XDG_CACHE_HOME"] = str(cache)

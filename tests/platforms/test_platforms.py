@@ -276,6 +276,33 @@ def test_the_fallback_keeps_the_builtins_file_format_and_refuses_what_it_cannot_
     assert rc == 0 and not (async_dir / out["ansible_job_id"]).exists()
 
 
+def test_the_fallback_refuses_bad_input_with_one_clear_error(tmp_path):
+    """What the native status refuses, the fallback refuses too, and nothing
+    hangs it: a NaN wait (a deadline that never comes), a job file nested
+    past Python's limit, one past the fallback's read cap."""
+    async_dir = tmp_path / "async"
+    async_dir.mkdir(mode=0o700)
+    env = dict(os.environ, NATIVE_ASYNC_IMPL="fallback")
+    (async_dir / "j1.1").write_text('{"rc": 0}')
+
+    def status(raw):
+        f = tmp_path / f"a{time.monotonic_ns()}.json"
+        f.write_text(raw)
+        p = subprocess.run(["/bin/sh", str(STATUS), str(f)], env=env, capture_output=True, text=True, timeout=30)
+        return p.returncode, json.loads(p.stdout)
+
+    for wait in ("NaN", "Infinity", "-1", "1e11", '"soon"', "[1]"):
+        rc, st = status('{"jid": "j1.1", "_async_dir": "%s", "wait": %s}' % (async_dir, wait))
+        assert rc == 1 and st["failed"] is True and st["msg"].startswith("wait must be a number of seconds, 0 to"), (wait, st)
+    (async_dir / "j2.1").write_text('{"rc": 0, "deep": %s1%s}' % ("[" * 100000, "]" * 100000))
+    rc, st = status(json.dumps({"jid": "j2.1", "_async_dir": str(async_dir)}))
+    assert rc == 1 and st["finished"] is True and "nested deeper than Python's json reads" in st["msg"], st
+    with open(async_dir / "j3.1", "wb") as f:
+        f.truncate((256 << 20) + 1)
+    rc, st = status(json.dumps({"jid": "j3.1", "_async_dir": str(async_dir)}))
+    assert rc == 1 and "larger than the 256 MiB this Python fallback reads" in st["msg"], st
+
+
 @pytest.mark.parametrize("version", ["2.7", "3.13"])
 def test_the_fallback_runs_on_old_and_new_pythons(tmp_path, version):
     pyenv = shutil.which("pyenv")

@@ -28,8 +28,7 @@ const CAPTURE: usize = 64 * 1024;
 
 /// Where a job is in its life, as `mode: list` shows it. The names are the
 /// ones written in the meta and shown to people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Waiting for a slot in its pool; its time limit has not started.
     Queued,
@@ -40,7 +39,6 @@ pub enum State {
     /// Ended, and its module reported failure (or printed no result).
     Failed,
     /// Stopped at its time limit.
-    #[serde(rename = "timed out")]
     TimedOut,
     /// Stopped on request (`mode: kill`, or a signal to its supervisor).
     Killed,
@@ -49,7 +47,19 @@ pub enum State {
 }
 
 impl State {
-    /// The state's name, as the meta records it and people read it.
+    /// Every state, in the order of a job's life.
+    pub const ALL: [State; 7] = [
+        State::Queued,
+        State::Running,
+        State::Finished,
+        State::Failed,
+        State::TimedOut,
+        State::Killed,
+        State::Lost,
+    ];
+
+    /// The state's name, as the meta records it and people read it: the one
+    /// table of names (serde reads and writes them through it).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
@@ -65,6 +75,22 @@ impl State {
     /// Whether the job has ended (it will not change any more).
     pub fn is_done(self) -> bool {
         !matches!(self, State::Queued | State::Running)
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        State::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown job state {name:?}")))
     }
 }
 
@@ -486,22 +512,13 @@ mod tests {
     }
 
     #[test]
-    fn state_names_are_written_once() {
-        for s in [
-            State::Queued,
-            State::Running,
-            State::Finished,
-            State::Failed,
-            State::TimedOut,
-            State::Killed,
-            State::Lost,
-        ] {
-            assert_eq!(
-                serde_json::to_value(s).unwrap(),
-                Value::from(s.as_str()),
-                "{s:?}"
-            );
+    fn state_names_read_back_as_written() {
+        for s in State::ALL {
+            let text = serde_json::to_value(s).unwrap();
+            assert_eq!(text, Value::from(s.as_str()), "{s:?}");
+            assert_eq!(serde_json::from_value::<State>(text).unwrap(), s);
         }
+        assert!(serde_json::from_value::<State>(Value::from("done")).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const USAGE: &str = "\
@@ -219,17 +219,7 @@ struct Stream {
 /// memory however fast the job writes; an end is seen by watching the
 /// async dir, and a write by watching the job's output dir.
 fn follow(opts: &Opts, jid: &str) -> i32 {
-    let found = JobId::parse(jid)
-        .map_err(|e| e.to_string())
-        .and_then(|jid| match AsyncDir::open(&opts.dir) {
-            Ok(Some(dir)) if dir.has_job(&jid) => Ok((dir, jid)),
-            Ok(_) => Err(format!(
-                "could not find job {jid} in {}",
-                opts.dir.display()
-            )),
-            Err(e) => Err(e.to_string()),
-        });
-    let (dir, jid) = match found {
+    let (dir, jid) = match find_job(opts, jid) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("async_status: {e}");
@@ -254,10 +244,7 @@ fn follow(opts: &Opts, jid: &str) -> i32 {
             .as_ref()
             .is_none_or(|(_, all)| !all && streams.is_some())
         {
-            watch = DirWatch::with_writes([dir.path(), output_dir.as_path()])
-                .map(|w| (w, true))
-                .or_else(|_| DirWatch::new([dir.path()]).map(|w| (w, false)))
-                .ok();
+            watch = watch_job(&dir, &output_dir);
         }
         // Looked at before the output is copied: what the job wrote before
         // it ended is all printed before the summary.
@@ -282,6 +269,28 @@ fn follow(opts: &Opts, jid: &str) -> i32 {
             None => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// The job `jid` of the async dir, or what is wrong.
+fn find_job(opts: &Opts, jid: &str) -> Result<(AsyncDir, JobId), String> {
+    let jid = JobId::parse(jid).map_err(|e| e.to_string())?;
+    match AsyncDir::open(&opts.dir) {
+        Ok(Some(dir)) if dir.has_job(&jid) => Ok((dir, jid)),
+        Ok(_) => Err(format!(
+            "could not find job {jid} in {}",
+            opts.dir.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A watch of the async dir and of the job's output dir (`true`), or of the
+/// async dir alone while the output dir is not there yet (`false`).
+fn watch_job(dir: &AsyncDir, output_dir: &Path) -> Option<(DirWatch, bool)> {
+    DirWatch::with_writes([dir.path(), output_dir])
+        .map(|w| (w, true))
+        .or_else(|_| DirWatch::new([dir.path()]).map(|w| (w, false)))
+        .ok()
 }
 
 /// The job's output files, opened once: they stay readable after the

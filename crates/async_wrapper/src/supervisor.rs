@@ -253,7 +253,9 @@ impl<'a> Supervisor<'a> {
         self.meta.child_pid = Some(pid);
         self.meta.child_start_ticks = Identity::of(pid).map(|i| i.start_ticks);
         // The record names the module too: for `list`, and to stop what is
-        // left of the job should the supervisor die.
+        // left of the job should the supervisor die. The job runs either way
+        // (the record before this one already says so); if this write fails,
+        // the disk is failing and the result write says how.
         let _ = self.publish(job);
         // Durable while the module runs: an fsync can take long when the disk
         // is busy, and neither the launch nor the job should wait for it. If it

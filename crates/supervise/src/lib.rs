@@ -89,14 +89,21 @@ pub fn isolate_descriptors() -> Result<()> {
 /// Closes the descriptors above stdio that this process inherited. Whatever
 /// survived the exec into this program has close-on-exec clear, and whatever
 /// Rust opened since has it set, so the flag tells the two apart.
+/// Without /proc (a chroot, a container that hides it) every number up to the
+/// descriptor limit is tried, as tini and daemon(3) implementations do.
 fn close_inherited() {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => {
+            // SAFETY: sysconf only reads a limit.
+            let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
+            // Bounded: a limit of millions would cost a second of closes.
+            (3..max.clamp(256, 65536) as i32).collect()
+        }
     };
-    let fds: Vec<i32> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
     for fd in fds {
         // SAFETY: F_GETFD and close on a descriptor number of this process; the
         // handle that listed /proc/self/fd is closed (its number fails harmlessly).
@@ -448,7 +455,7 @@ fn has_children() -> bool {
 /// Takes the next pending signal of `set`, waiting at most `timeout` (forever if `None`).
 fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<StopRequest> {
     let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_sec: t.as_secs().min(i64::MAX as u64) as _, // time_t, 64 bits on every target we build
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
     let ts_ptr = ts

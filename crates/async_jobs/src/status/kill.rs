@@ -173,8 +173,11 @@ fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mod
     };
     let found = supervise::orphans_of(&module);
     if found.is_empty() {
-        let msg =
-            format!("job {jid} is lost and none of its processes is left; nothing to kill: {why}");
+        // Said as far as it is known: a process that left the module's
+        // session and whose parent ended cannot be traced back to the job.
+        let msg = format!(
+            "job {jid} is lost; its module, its process group and their children are gone, so there is nothing to kill (a process that started a session of its own after its parent ended cannot be traced to the job): {why}"
+        );
         return Answer::module(&Killed {
             lost: Some(true),
             ..Killed::new(jid, false, false, msg)

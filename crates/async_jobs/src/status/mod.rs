@@ -147,25 +147,44 @@ fn combine(jobs: &Jobs, answers: Vec<Answer>, return_when: Option<ReturnWhen>) -
     let failed = named(|a| a.failed);
     let pending = named(|a| !a.finished);
     let changed = answers.iter().any(|a| a.changed);
-    let mut head = crate::Object::new();
-    head.insert("started".into(), true.into());
-    head.insert("finished".into(), finished.into());
-    head.insert("changed".into(), changed.into());
-    head.insert("ansible_job_ids".into(), ids.clone().into());
-    head.insert("pending".into(), pending.into());
     let any_failed = !failed.is_empty();
-    if any_failed {
-        head.insert("failed".into(), true.into());
-        head.insert(
-            "msg".into(),
-            Value::from(format!(
-                "{} of {} jobs failed: {}",
-                failed.len(),
-                ids.len(),
-                failed.join(", ")
-            )),
-        );
+    /// The list's own keys, before its `results`.
+    #[derive(Serialize)]
+    struct Head<'a> {
+        started: bool,
+        finished: bool,
+        changed: bool,
+        ansible_job_ids: &'a [String],
+        pending: Vec<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        msg: Option<String>,
     }
+    let msg = any_failed.then(|| {
+        format!(
+            "{} of {} jobs failed: {}",
+            failed.len(),
+            ids.len(),
+            failed.join(", ")
+        )
+    });
+    let head = Head {
+        started: true,
+        finished,
+        changed,
+        ansible_job_ids: ids,
+        pending,
+        failed: any_failed.then_some(true),
+        msg,
+    };
+    let head = match serde_json::to_value(head) {
+        Ok(Value::Object(o)) => o,
+        // Bools, strings and lists of strings always serialize to an object.
+        Ok(_) | Err(_) => {
+            crate::failure("internal error: a list's head did not serialize to an object")
+        }
+    };
     Answer {
         kind: if any_failed {
             Kind::Failed

@@ -3,7 +3,7 @@
 //! so an end is seen as it is written; a look every second also catches a
 //! supervisor that died, which writes nothing.
 
-use super::Answer;
+use super::answer::Answer;
 use super::request::{ReturnWhen, Wait};
 use crate::watch::DirWatch;
 use std::path::Path;
