@@ -8,6 +8,7 @@
 #                ansible-lint (production profile) over examples/ and the collection's playbooks
 #   make sanity  ansible-test sanity on the collection tarball (ansible-core 2.19 and the newest)
 #   make galaxy-import  Galaxy's import check (galaxy-importer) on the collection tarball
+#   make reproducible  the x86_64 wrapper built again from another path: the same sha256
 
 SHELL := /bin/bash
 VENV := .venv
@@ -35,7 +36,7 @@ slim_of = $(CROSS_DIR)/$(TRIPLE_$(1))-wrapper/native_async
 BINARIES := $(foreach a,$(ARCHES),$(call binary_of,$(a))) $(foreach a,$(WRAPPER_CARRIES),$(call slim_of,$(a)))
 RUST_SOURCES := $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
 
-.PHONY: all build venv demo test test-rust test-integration test-matrix lint collection clean bench bench-ssh soak
+.PHONY: all build venv demo reproducible test test-rust test-integration test-matrix lint collection clean bench bench-ssh soak
 
 all: build demo
 
@@ -63,6 +64,11 @@ $(MODULES)/async_status: $(BINARIES) $(LAUNCHER_PARTS) | venv
 	$(PY) tools/mklauncher.py --role status --out $@ $(BINARY_ARGS)
 
 build: $(MODULES)/async_wrapper $(MODULES)/async_status
+
+# The cross builds are reproducible: the x86_64 wrapper built again from a copy
+# of the sources at another path gives the same sha256 (1-3 minutes).
+reproducible: build
+	tools/reproducible.sh x86_64-unknown-linux-musl
 
 demo: build
 	cd examples && ANSIBLE_CONFIG=ansible.cfg ../$(VENV)/bin/ansible-playbook demo.yml

@@ -28,10 +28,9 @@
 # cargo-zigbuild as is; it gives a dynamic binary, for the targets where musl fails.
 #
 # Seen with Debian rustc 1.96.0, zig 0.17.1 (2 shared cores; first build of a target
-# 1-3 min, a no-op rerun under 1 s): x86_64, aarch64 and powerpc64le musl build and
-# run (qemu-user); s390x-unknown-linux-musl fails in nix 0.30.1 (statfs field types,
-# nix-rust/nix#2683, fixed in nix 0.31), so s390x is built as
-# s390x-unknown-linux-gnu.2.17 until the workspace moves to nix 0.31;
+# 1-3 min, a no-op rerun under 1 s): x86_64, aarch64, s390x and powerpc64le musl
+# build and run (qemu-user; s390x musl needs nix 0.31, which the workspace has:
+# 0.30.1 failed on statfs field types, nix-rust/nix#2683);
 # powerpc64le-unknown-linux-gnu.2.17 does not link (zig has no glibc 2.17 for it).
 set -euo pipefail
 

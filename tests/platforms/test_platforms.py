@@ -20,6 +20,15 @@ from conftest import write_inventory
 from helpers import MODULES_DIR, ROOT, dump, job_files, pids_with, play
 from reliability.jobs import kill_all, module, wait_finished
 
+def skip_or_fail(why):
+    """Skips, where a machine lacks what a test needs; CI sets
+    NATIVE_ASYNC_REQUIRE_PLATFORMS=1, so there a missing emulator, chroot or
+    Python fails the run instead of passing it untested."""
+    if os.environ.get("NATIVE_ASYNC_REQUIRE_PLATFORMS") == "1":
+        pytest.fail(f"NATIVE_ASYNC_REQUIRE_PLATFORMS=1 and {why}")
+    pytest.skip(why)
+
+
 WRAPPER = MODULES_DIR / "async_wrapper"
 STATUS = MODULES_DIR / "async_status"
 QEMU = {"aarch64": "qemu-aarch64", "s390x": "qemu-s390x", "ppc64le": "qemu-ppc64le"}
@@ -71,10 +80,10 @@ def unpacked(tmp_path, path, arch):
 @pytest.fixture
 def chroot(tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("chroot needs root")
+        skip_or_fail("chroot needs root")
     if not Path("/bin/busybox").exists() or subprocess.run(
             ["sh", "-c", "readelf -lW /bin/busybox | grep -q INTERP"]).returncode == 0:
-        pytest.skip("needs Debian's busybox-static (tools/qemu-deps.sh installs it)")
+        skip_or_fail("needs Debian's busybox-static (tools/qemu-deps.sh installs it)")
     root = tmp_path / "root"
     subprocess.run([str(ROOT / "tools/mkchroot.sh"), str(root)], check=True, capture_output=True)
     (root / "modules").mkdir()
@@ -121,7 +130,7 @@ def test_the_musl_binaries_run_where_there_is_no_libc(chroot):
 def emulator(arch):
     qemu = shutil.which(QEMU[arch])
     if qemu is None:
-        pytest.skip(f"{QEMU[arch]} is not installed (tools/qemu-deps.sh installs qemu-user 10)")
+        skip_or_fail(f"{QEMU[arch]} is not installed (tools/qemu-deps.sh installs qemu-user 10)")
     return qemu
 
 
@@ -186,12 +195,12 @@ def fake_arch_prefix(tmp_path, arch):
     """A command prefix that runs what follows in a mount namespace where
     /proc/sys/kernel/arch (what the launcher reads first) says `arch`."""
     if os.geteuid() != 0 or not Path("/proc/sys/kernel/arch").exists():
-        pytest.skip("needs root and a kernel with /proc/sys/kernel/arch")
+        skip_or_fail("needs root and a kernel with /proc/sys/kernel/arch")
     fake = tmp_path / "arch"
     fake.write_text(arch + "\n")
     unshare = shutil.which("unshare")
     if unshare is None:
-        pytest.skip("needs unshare (util-linux)")
+        skip_or_fail("needs unshare (util-linux)")
     return [unshare, "-m", "/bin/sh", "-c", f'/bin/mount --bind {fake} /proc/sys/kernel/arch && exec "$@"', "sh"]
 
 
@@ -308,7 +317,7 @@ def test_the_fallback_runs_on_old_and_new_pythons(tmp_path, version):
     pyenv = shutil.which("pyenv")
     found = subprocess.run([pyenv, "prefix", version], capture_output=True, text=True) if pyenv else None
     if not found or found.returncode != 0:
-        pytest.skip(f"no Python {version} from pyenv")
+        skip_or_fail(f"no Python {version} from pyenv")
     python = Path(found.stdout.strip().splitlines()[0]) / "bin" / "python"
     d = tmp_path / "ansible-tmp-1-2-3"
     d.mkdir()
