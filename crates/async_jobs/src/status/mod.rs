@@ -136,48 +136,9 @@ fn combine(jobs: &Jobs, answers: Vec<Answer>, return_when: Option<ReturnWhen>) -
         Some(ReturnWhen::Any) => answers.iter().any(|a| a.finished),
         None => true,
     };
-    let named = |pick: fn(&Answer) -> bool| -> Vec<&str> {
-        answers
-            .iter()
-            .zip(ids)
-            .filter(|(a, _)| pick(a))
-            .map(|(_, j)| j.as_str())
-            .collect()
-    };
-    let failed = named(|a| a.failed);
-    let pending = named(|a| !a.finished);
-    let changed = answers.iter().any(|a| a.changed);
-    let any_failed = !failed.is_empty();
-    /// The list's own keys, before its `results`.
-    #[derive(Serialize)]
-    struct Head<'a> {
-        started: bool,
-        finished: bool,
-        changed: bool,
-        ansible_job_ids: &'a [String],
-        pending: Vec<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        failed: Option<bool>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        msg: Option<String>,
-    }
-    let msg = any_failed.then(|| {
-        format!(
-            "{} of {} jobs failed: {}",
-            failed.len(),
-            ids.len(),
-            failed.join(", ")
-        )
-    });
-    let head = Head {
-        started: true,
-        finished,
-        changed,
-        ansible_job_ids: ids,
-        pending,
-        failed: any_failed.then_some(true),
-        msg,
-    };
+    let head = ListHead::of(ids, &answers, finished);
+    let failed = head.failed.is_some();
+    let changed = head.changed;
     let head = match serde_json::to_value(head) {
         Ok(Value::Object(o)) => o,
         // Bools, strings and lists of strings always serialize to an object.
@@ -186,18 +147,60 @@ fn combine(jobs: &Jobs, answers: Vec<Answer>, return_when: Option<ReturnWhen>) -
         }
     };
     Answer {
-        kind: if any_failed {
-            Kind::Failed
-        } else {
-            Kind::Module
-        },
+        kind: if failed { Kind::Failed } else { Kind::Module },
         body: Body::Many {
             head,
             results: answers.into_iter().map(|a| a.body).collect(),
         },
         finished,
-        failed: any_failed,
+        failed,
         changed,
+    }
+}
+
+/// A list's own keys, before its `results`.
+#[derive(Serialize)]
+struct ListHead<'a> {
+    started: bool,
+    finished: bool,
+    changed: bool,
+    ansible_job_ids: &'a [String],
+    pending: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msg: Option<String>,
+}
+
+impl<'a> ListHead<'a> {
+    /// The head of the answers of `ids`, in order.
+    fn of(ids: &'a [String], answers: &[Answer], finished: bool) -> Self {
+        let named = |pick: fn(&Answer) -> bool| -> Vec<&'a str> {
+            answers
+                .iter()
+                .zip(ids)
+                .filter(|(a, _)| pick(a))
+                .map(|(_, j)| j.as_str())
+                .collect()
+        };
+        let failed = named(|a| a.failed);
+        let msg = (!failed.is_empty()).then(|| {
+            format!(
+                "{} of {} jobs failed: {}",
+                failed.len(),
+                ids.len(),
+                failed.join(", ")
+            )
+        });
+        ListHead {
+            started: true,
+            finished,
+            changed: answers.iter().any(|a| a.changed),
+            ansible_job_ids: ids,
+            pending: named(|a| !a.finished),
+            failed: msg.is_some().then_some(true),
+            msg,
+        }
     }
 }
 
