@@ -70,6 +70,26 @@ pub enum ScanError {
 /// Longest key kept (keys of module results are short words).
 const KEY_LIMIT: usize = 4096;
 
+/// Captured values of all members together stay under this, so a result of
+/// many mid-sized values is read in bounded memory; past it only the keys
+/// below are captured, and of those only the last of each name.
+const CAPTURE_BUDGET: usize = 4 << 20;
+
+/// The keys a reader of a job file looks at (job.rs, output.rs, status/):
+/// always captured (up to the capture limit), whatever came before them.
+const READ_KEYS: [&[u8]; 10] = [
+    b"native_job",
+    b"started",
+    b"supervisor",
+    b"finished",
+    b"failed",
+    b"msg",
+    b"rc",
+    b"child_pid",
+    b"results_file",
+    b"warnings",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Num {
     /// After `-`.
@@ -215,6 +235,10 @@ pub struct Scanner {
     value_start: u64,
     raw: Option<Vec<u8>>,
     end: u64,
+    /// Bytes held by captured values of members not in [`READ_KEYS`].
+    captured: usize,
+    /// Per [`READ_KEYS`] entry, the member that holds its capture.
+    read_keys: [Option<usize>; READ_KEYS.len()],
 }
 
 fn is_ws(b: u8) -> bool {
@@ -235,7 +259,16 @@ impl Scanner {
             value_start: 0,
             raw: None,
             end: 0,
+            captured: 0,
+            read_keys: [None; READ_KEYS.len()],
         }
+    }
+
+    /// Which of [`READ_KEYS`] the member being read is (its key as written).
+    fn read_key(&self) -> Option<usize> {
+        // The key is kept as written, quotes included.
+        let name = self.key.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        READ_KEYS.iter().position(|k| *k == name)
     }
 
     fn syntax(&self, expected: &'static str) -> ScanError {
@@ -260,12 +293,14 @@ impl Scanner {
     }
 
     fn keep(&mut self, bytes: &[u8]) {
-        if let Some(raw) = &mut self.raw {
-            if raw.len() + bytes.len() <= self.capture_limit {
-                raw.extend_from_slice(bytes);
-            } else {
-                self.raw = None;
-            }
+        let Some(len) = self.raw.as_ref().map(Vec::len) else {
+            return; // not captured: nothing more to check
+        };
+        let fits = len + bytes.len() <= self.capture_limit
+            && (self.captured < CAPTURE_BUDGET || self.read_key().is_some());
+        match &mut self.raw {
+            Some(raw) if fits => raw.extend_from_slice(bytes),
+            _ => self.raw = None,
         }
     }
 
@@ -282,11 +317,21 @@ impl Scanner {
             } else {
                 String::new()
             };
+            let raw = self.raw.take();
+            match self.read_key() {
+                // JSON readers keep the last of duplicate keys: so does the capture.
+                Some(k) => {
+                    if let Some(earlier) = self.read_keys[k].replace(self.members.len()) {
+                        self.members[earlier].raw = None;
+                    }
+                }
+                None => self.captured += raw.as_ref().map_or(0, Vec::len),
+            }
             self.members.push(Member {
                 key,
                 span: self.span_start..self.pos,
                 value: self.value_start..self.pos,
-                raw: self.raw.take(),
+                raw,
             });
         }
     }
@@ -576,6 +621,38 @@ mod tests {
 
     fn keys(s: &Scanned) -> Vec<&str> {
         s.members.iter().map(|m| m.key.as_str()).collect()
+    }
+
+    #[test]
+    fn captures_stay_within_the_budget_and_the_read_keys_are_always_kept() {
+        let big = "x".repeat(60_000);
+        let mut text = String::from("{");
+        for i in 0..200 {
+            // Many mid-sized values, and a `msg` written again and again.
+            text.push_str(&format!("\"k{i}\": \"{big}\", \"msg\": \"m{i} {big}\", "));
+        }
+        text.push_str("\"native_job\": {\"state\": \"finished\"}}");
+        let s = scan(text.as_bytes(), 64 * 1024).unwrap();
+        let held: usize = s
+            .members
+            .iter()
+            .filter_map(|m| m.raw.as_ref())
+            .map(Vec::len)
+            .sum();
+        assert!(
+            held < CAPTURE_BUDGET + 2 * 64 * 1024,
+            "{held} bytes captured"
+        );
+        assert!(s.get("k199").unwrap().raw.is_none(), "past the budget");
+        let msg: String = s.value("msg").unwrap();
+        assert!(
+            msg.starts_with("m199 "),
+            "the last msg, as JSON readers keep"
+        );
+        assert_eq!(
+            s.value::<serde_json::Value>("native_job").unwrap()["state"],
+            "finished"
+        );
     }
 
     #[test]
