@@ -290,6 +290,16 @@ def test_results_python_reads_are_finished_and_returned(tmp_path, body):
     expected = {**json.loads(body), "finished": True, "ansible_job_id": jid, "results_file": out["results_file"]}
     # Compared as Python writes them: NaN is not equal to itself, its text is.
     assert json.dumps(st, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    # The other modes read the same file: ended for each of them.
+    d = str(tmp_path / "async")
+    _, listing = status(tmp_path, {"mode": "list", "_async_dir": d})
+    assert [(j["jid"], j["state"]) for j in listing["jobs"]] == [(jid, "finished")], listing
+    started = time.monotonic()
+    rc, waited = status(tmp_path, {"jids": [jid], "wait": 30, "_async_dir": d})
+    assert rc == 0 and waited["finished"] is True and waited["pending"] == [], waited
+    assert time.monotonic() - started < 10, "wait saw the job ended, it did not wait out its time"
+    rc, pruned = status(tmp_path, {"mode": "prune", "older_than": 0, "_async_dir": d})
+    assert rc == 0 and pruned["removed"] == [jid] and pruned["kept_running"] == [], pruned
 
 
 def test_a_corrupt_job_file_is_a_finished_failure(tmp_path):
