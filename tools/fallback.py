@@ -248,12 +248,33 @@ def tails(out, err):
     return found
 
 
-def read_tail(path, lines):
+def open_outputs(async_dir, jid):
+    """The job's stdout and stderr files (None where missing), opened before
+    its job file is read, as the native module does: a job that ends between
+    the two still shows the tail it had (its supervisor removes only names).
+    A FIFO or device planted there is not opened for reading, nor waited on."""
+    import stat
+    files = []
+    for name in ("stdout", "stderr"):
+        f = None
+        if JID.match(jid or ""):
+            path = os.path.join(async_dir, ".%s.output" % jid, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    f = os.fdopen(fd, "rb")
+                else:
+                    os.close(fd)
+            except (IOError, OSError):
+                pass
+        files.append(f)
+    return files
+
+
+def read_tail(f, lines):
     """The last `lines` lines of a captured stream (at most 64 KiB), read
     backwards in 4 KiB blocks as the native module reads them, and its size."""
-    try:
-        f = open(path, "rb")
-    except (IOError, OSError):
+    if f is None:
         return b"", 0
     with f:
         f.seek(0, 2)
@@ -289,11 +310,11 @@ def read_tail(path, lines):
     return data, size
 
 
-def add_tails(answer, out_dir, lines):
-    """output: tail, for a job that has not finished."""
+def add_tails(answer, files, lines):
+    """output: tail, for a job that has not finished, from its open files."""
     import base64
-    for name in ("stdout", "stderr"):
-        data, size = read_tail(os.path.join(out_dir, name), lines)
+    for name, f in zip(("stdout", "stderr"), files):
+        data, size = read_tail(f, lines)
         shown = text(data)
         answer[name + "_tail"] = shown
         answer[name + "_tail_lines"] = shown.splitlines()[-lines:] if shown else []
@@ -496,15 +517,19 @@ def status(why, argv):
     any_of = args.get("return_when") == "any"
     tail = tail_request(args) if mode == "status" else None
     while True:
+        outputs = [open_outputs(async_dir, j) if tail else [None, None] for j in names]
         answers = [one(async_dir, j, mode) for j in names]
         done = [a.get("finished") is True for a, _ in answers]
         enough = any(done) if any_of else all(done)
         if mode != "status" or enough or time.time() >= deadline:
             break
+        for f in sum(outputs, []):
+            if f is not None:
+                f.close()
         time.sleep(0.2)
-    for j, (a, _) in zip(names, answers):
+    for files, (a, _) in zip(outputs, answers):
         if tail and a.get("finished") is False:
-            add_tails(a, os.path.join(async_dir, ".%s.output" % j), tail)
+            add_tails(a, files, tail)
     if not jids:
         answer, module_failed = answers[0]
         emit(answer, 1 if module_failed else 0)
