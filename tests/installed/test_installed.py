@@ -81,9 +81,9 @@ def cache():
 
 
 @pytest.fixture
-def env(tmp_path, cache):
-    """Overrides conftest's `env` for this file, on purpose: the same, but the
-    collection comes from the installed tarball, not the checkout."""
+def installed_env(tmp_path, cache):
+    """conftest's `env`, but the collection comes from the installed tarball,
+    not the checkout."""
     env = base_env(tmp_path)
     env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path(tmp_path))
     env["XDG_CACHE_HOME"] = str(cache)
@@ -129,32 +129,32 @@ def launch(inv, env, tmp_path, cmd="sleep 4"):
     return jid, os.readlink(f"/proc/{record['supervisor']['pid']}/exe")
 
 
-def test_install_check_mode_and_idempotence(inv, env):
+def test_install_check_mode_and_idempotence(inv, installed_env):
     name = binary_name()
     # Check mode on a host without it: reports the folder and the binary, changes nothing.
-    rc, proc = install(inv, env, "--check")
+    rc, proc = install(inv, installed_env, "--check")
     assert rc["failed"] == 0 and rc["changed"] == 2, proc.stdout
     assert f"would install {LIBEXEC}/{name}" in proc.stdout
     assert not LIBEXEC.exists()
 
-    rc, proc = install(inv, env)
+    rc, proc = install(inv, installed_env)
     assert rc["failed"] == 0 and rc["changed"] == 2, proc.stdout  # the folder, the binary
     path = assert_installed()
     assert sorted(p.name for p in LIBEXEC.iterdir()) == [name]
     assert os.popen(f"{path} --version").read().startswith("native_async ")
 
     # Again, by its FQCN from the collection: nothing to do; check mode agrees.
-    rc, proc = install(inv, env, book="native.async_jobs.install")
+    rc, proc = install(inv, installed_env, book="native.async_jobs.install")
     assert rc["failed"] == 0 and rc["changed"] == 0, proc.stdout
-    rc, proc = install(inv, env, "--check")
+    rc, proc = install(inv, installed_env, "--check")
     assert rc["failed"] == 0 and rc["changed"] == 0, proc.stdout
     assert f"present {LIBEXEC}/{name}" in proc.stdout
 
 
-def test_async_task_and_status_run_the_installed_binary(tmp_path, inv, env, cache):
-    install(inv, env)
+def test_async_task_and_status_run_the_installed_binary(tmp_path, inv, installed_env, cache):
+    install(inv, installed_env)
     path = assert_installed()
-    _, v = play(tmp_path, inv, env, """
+    _, v = play(tmp_path, inv, installed_env, """
 - shell: sleep 3; echo "from $0"
   async: 30
   poll: 0
@@ -165,7 +165,7 @@ def test_async_task_and_status_run_the_installed_binary(tmp_path, inv, env, cach
     assert record["started"] and not record["finished"], record
     assert os.readlink(f"/proc/{record['supervisor']['pid']}/exe") == str(path)
 
-    _, v = play(tmp_path, inv, env, f"""
+    _, v = play(tmp_path, inv, installed_env, f"""
 - async_status: {{jid: "{jid}"}}
   register: st
   until: st is finished
@@ -181,9 +181,9 @@ def test_async_task_and_status_run_the_installed_binary(tmp_path, inv, env, cach
     assert cached(cache) == []
 
 
-def test_adhoc_B_P(inv, env, cache):
-    install(inv, env)
-    res = adhoc("all", inv, env, "-B", "10", "-P", "1", "-m", "shell", "-a", "echo hi-$((6*7))")
+def test_adhoc_B_P(inv, installed_env, cache):
+    install(inv, installed_env)
+    res = adhoc("all", inv, installed_env, "-B", "10", "-P", "1", "-m", "shell", "-a", "echo hi-$((6*7))")
     assert set(res) == {"h1", "h2"}
     for r in res.values():
         assert r["finished"] is True and r["rc"] == 0 and r["stdout"] == "hi-42", r
@@ -192,29 +192,29 @@ def test_adhoc_B_P(inv, env, cache):
 
 
 @pytest.mark.parametrize("breakage", ["group-writable", "other owner"])
-def test_untrusted_copy_is_not_run_and_is_replaced(tmp_path, inv, env, cache, breakage):
-    install(inv, env)
+def test_untrusted_copy_is_not_run_and_is_replaced(tmp_path, inv, installed_env, cache, breakage):
+    install(inv, installed_env)
     path = assert_installed()
     if breakage == "group-writable":
         path.chmod(0o775)
     else:
         os.chown(path, 65534, 65534)
     # The launcher refuses it and unpacks its own copy into the cache.
-    _, exe = launch(inv, env, tmp_path)
+    _, exe = launch(inv, installed_env, tmp_path)
     assert exe != str(path) and Path(exe).parent == cache / "native_async_jobs", exe
     assert cached(cache)
 
-    rc, proc = install(inv, env, "--check")
+    rc, proc = install(inv, installed_env, "--check")
     assert rc["changed"] == 1 and f"would install {path}" in proc.stdout, proc.stdout
-    rc, proc = install(inv, env)
+    rc, proc = install(inv, installed_env)
     assert rc["failed"] == 0 and rc["changed"] == 1, proc.stdout
     assert_installed()
-    _, exe = launch(inv, env, tmp_path)
+    _, exe = launch(inv, installed_env, tmp_path)
     assert exe == str(path)
 
 
-def test_copy_not_matching_its_name_is_replaced(inv, env):
-    install(inv, env)
+def test_copy_not_matching_its_name_is_replaced(inv, installed_env):
+    install(inv, installed_env)
     path = assert_installed()
     # Still root's and 0755, so the launcher would run it, but one byte longer: the playbook replaces it.
     # (A new file renamed over it: a job of the tests before may still be running the old one.)
@@ -222,15 +222,15 @@ def test_copy_not_matching_its_name_is_replaced(inv, env):
     bad.write_bytes(path.read_bytes() + b"\0")
     bad.chmod(0o755)
     bad.replace(path)
-    rc, proc = install(inv, env, "--check")
+    rc, proc = install(inv, installed_env, "--check")
     assert rc["changed"] == 2, proc.stdout  # removing it, installing it
-    rc, proc = install(inv, env)
+    rc, proc = install(inv, installed_env)
     assert rc["failed"] == 0 and rc["changed"] == 2, proc.stdout
     assert_installed()
 
 
-def test_prune(inv, env):
-    install(inv, env)
+def test_prune(inv, installed_env):
+    install(inv, installed_env)
     path = assert_installed()
     data = b"another version's binary"
     other = LIBEXEC / f"native_async-{hashlib.sha256(data).hexdigest()[:16]}"
@@ -238,21 +238,21 @@ def test_prune(inv, env):
     other.chmod(0o755)
     leftover = LIBEXEC / ".native_async-AbC123"  # an unpack's temp file, left by a crash
     leftover.write_bytes(b"x")
-    rc, proc = install(inv, env)
+    rc, proc = install(inv, installed_env)
     assert rc["changed"] == 0 and other.exists() and leftover.exists(), proc.stdout
-    rc, proc = install(inv, env, "-e", "native_async_install_prune=true", "--check")
+    rc, proc = install(inv, installed_env, "-e", "native_async_install_prune=true", "--check")
     assert rc["changed"] == 1 and other.exists(), proc.stdout  # one task, both files
-    rc, proc = install(inv, env, "-e", "native_async_install_prune=true")
+    rc, proc = install(inv, installed_env, "-e", "native_async_install_prune=true")
     assert rc["failed"] == 0 and rc["changed"] == 1, proc.stdout
     assert sorted(LIBEXEC.iterdir()) == [path]
 
 
-def test_failures_are_clear(inv, env, tmp_path):
+def test_failures_are_clear(inv, installed_env, tmp_path):
     # No built modules where it looks.
-    rc, proc = install(inv, env, "-e", f"native_async_modules_dir={tmp_path / 'none'}", check=False)
+    rc, proc = install(inv, installed_env, "-e", f"native_async_modules_dir={tmp_path / 'none'}", check=False)
     assert rc["failed"] == 1 and "build the modules first (make build)" in proc.stdout, proc.stdout
     # Not root: says to add -b.
-    rc, proc = install(inv, env, "-b", "--become-user", "nobody", check=False)
+    rc, proc = install(inv, installed_env, "-b", "--become-user", "nobody", check=False)
     assert rc["failed"] == 1 and "add -b (become, to root)" in proc.stdout, proc.stdout
     # An unpack that fails (here: a module cut short) fails the host with the launcher's message.
     mods = tmp_path / "mods"
@@ -260,19 +260,19 @@ def test_failures_are_clear(inv, env, tmp_path):
     (mods / "async_status").write_bytes((MODULES_DIR / "async_status").read_bytes()[:20000])
     if LIBEXEC.exists():
         shutil.rmtree(LIBEXEC)
-    rc, proc = install(inv, env, "-e", f"native_async_modules_dir={mods}", check=False)
+    rc, proc = install(inv, installed_env, "-e", f"native_async_modules_dir={mods}", check=False)
     assert rc["failed"] == 1 and f"exited 1: cannot unpack into {LIBEXEC}" in proc.stdout, proc.stdout
     assert list(LIBEXEC.iterdir()) == []
 
 
-def test_uninstall(tmp_path, inv, env, cache):
-    install(inv, env)
-    rc, proc = install(inv, env, "-e", "native_async_uninstall=true", "--check")
+def test_uninstall(tmp_path, inv, installed_env, cache):
+    install(inv, installed_env)
+    rc, proc = install(inv, installed_env, "-e", "native_async_uninstall=true", "--check")
     assert rc["changed"] == 1 and LIBEXEC.exists(), proc.stdout
-    rc, proc = install(inv, env, "-e", "native_async_uninstall=true")
+    rc, proc = install(inv, installed_env, "-e", "native_async_uninstall=true")
     assert rc["failed"] == 0 and rc["changed"] == 1 and not LIBEXEC.exists(), proc.stdout
-    rc, proc = install(inv, env, "-e", "native_async_uninstall=true")
+    rc, proc = install(inv, installed_env, "-e", "native_async_uninstall=true")
     assert rc["changed"] == 0, proc.stdout
     # Jobs still run: the launcher unpacks into the cache again.
-    _, exe = launch(inv, env, tmp_path)
+    _, exe = launch(inv, installed_env, tmp_path)
     assert Path(exe).parent == cache / "native_async_jobs", exe
