@@ -247,6 +247,25 @@ def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, tru
     assert not (home2 / ".cache" / "native_async_jobs" / binary_name()).exists()
 
 
+def test_a_missing_xdg_cache_home_is_made_private_and_a_relative_one_is_ignored(tmp_path, trusted_home):
+    home = trusted_home / "home"
+    home.mkdir(mode=0o700)
+    xdg = home / "xdg-cache"
+    launch_with(tmp_path, clean_env(HOME=home, XDG_CACHE_HOME=xdg))
+    assert (xdg / "native_async_jobs" / binary_name()).is_file()
+    assert oct(xdg.stat().st_mode & 0o777) == "0o700", "made private, as the XDG spec asks"
+    # Relative: ignored (XDG spec), so HOME's .cache serves; nothing is made under the cwd.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = dict(clean_env(HOME=home, XDG_CACHE_HOME="rel"), ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
+    mod = module(tmp_path, "echo '{\"rc\": 0}'\n")
+    proc = subprocess.run(["/bin/sh", str(WRAPPER), "j42", "30", str(mod), "_", "-preserve_tmp"],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert json.loads(proc.stdout)["started"] is True, (proc.stdout, proc.stderr)
+    assert list(cwd.iterdir()) == []
+    assert (home / ".cache" / "native_async_jobs" / binary_name()).is_file()
+
+
 def test_a_cache_that_cannot_be_trusted_is_said_in_the_launch(tmp_path, trusted_home):
     home = trusted_home / "home"
     (home / ".cache").mkdir(parents=True, mode=0o700)
