@@ -302,7 +302,8 @@ def test_the_fallback_refuses_bad_input_with_one_clear_error(tmp_path):
 
     for wait in ("NaN", "Infinity", "-1", "1e11", '"soon"', "[1]"):
         rc, st = status('{"jid": "j1.1", "_async_dir": "%s", "wait": %s}' % (async_dir, wait))
-        assert rc == 1 and st["failed"] is True and st["msg"].startswith("wait must be a number of seconds, 0 to"), (wait, st)
+        assert rc == 1 and st["failed"] is True, (wait, st)
+        assert st["msg"].startswith("wait must be a number of seconds, 0 to"), (wait, st)
     (async_dir / "j2.1").write_text('{"rc": 0, "deep": %s1%s}' % ("[" * 100000, "]" * 100000))
     rc, st = status(json.dumps({"jid": "j2.1", "_async_dir": str(async_dir)}))
     assert rc == 1 and st["finished"] is True and "nested deeper than Python's json reads" in st["msg"], st

@@ -376,7 +376,8 @@ def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
         assert len(killed["stopped"]) >= 2, killed
         assert pids_with(marker) == [], "what was left of the job is gone, the setsid one too"
         rc, again = status(tmp_path, {"jid": jid, "_async_dir": d, "mode": "kill"})
-        assert again["killed"] is False and "its module, its process group and their children are gone" in again["msg"], again
+        assert again["killed"] is False, again
+        assert "its module, its process group and their children are gone" in again["msg"], again
     finally:
         kill_all(pids_with(marker))
 
