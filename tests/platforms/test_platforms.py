@@ -20,6 +20,7 @@ from conftest import write_inventory
 from helpers import MODULES_DIR, ROOT, dump, job_files, pids_with, play
 from reliability.jobs import kill_all, module, wait_finished
 
+
 def skip_or_fail(why):
     """Skips, where a machine lacks what a test needs; CI sets
     NATIVE_ASYNC_REQUIRE_PLATFORMS=1, so there a missing emulator, chroot or
