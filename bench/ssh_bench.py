@@ -585,7 +585,7 @@ def goals(res):
     for pl in ("off", "on"):
         b, o = s("shaped", pl, "status", "bytes")
         out.append((f"shaped link, pipelining {pl}: a status lookup on a cached binary under 2 kB on the wire",
-                    o < 2048, f"ours {o:,.0f} bytes both ways (the builtin {b:,.0f})"))
+                    o < 2048, f"ours {o:,.0f} bytes both ways, the builtin {b:,.0f}"))
     for pl in ("off", "on"):
         for style, want in (("ours-jids", 3), ("ours-until", 2)):
             b, o = f("shaped", pl, style)

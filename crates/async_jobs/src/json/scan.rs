@@ -77,9 +77,11 @@ const CAPTURE_BUDGET: usize = 4 << 20;
 
 /// The keys a reader of a job file looks at (job.rs, output.rs, status/):
 /// always captured (up to the capture limit), whatever came before them.
-const READ_KEYS: [&[u8]; 10] = [
+const READ_KEYS: [&[u8]; 12] = [
     b"native_job",
     b"started",
+    b"queued",
+    b"killed",
     b"supervisor",
     b"finished",
     b"failed",
@@ -631,7 +633,7 @@ mod tests {
             // Many mid-sized values, and a `msg` written again and again.
             text.push_str(&format!("\"k{i}\": \"{big}\", \"msg\": \"m{i} {big}\", "));
         }
-        text.push_str("\"native_job\": {\"state\": \"finished\"}}");
+        text.push_str("\"killed\": true, \"native_job\": {\"state\": \"finished\"}}");
         let s = scan(text.as_bytes(), 64 * 1024).unwrap();
         let held: usize = s
             .members
@@ -653,6 +655,7 @@ mod tests {
             s.value::<serde_json::Value>("native_job").unwrap()["state"],
             "finished"
         );
+        assert_eq!(s.value::<bool>("killed"), Some(true), "read by job.rs");
     }
 
     #[test]
