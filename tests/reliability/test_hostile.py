@@ -359,6 +359,7 @@ def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
     deadline = time.monotonic() + 20
     while len(pids_with(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The module is named in the record before it runs a line (see below).
     record = json.loads(Path(out["results_file"]).read_text())
     assert record["native_job"]["child_start_ticks"] > 0, record
     os.kill(record["supervisor"]["pid"], signal.SIGKILL)  # as the OOM killer would
@@ -380,6 +381,21 @@ def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
         assert "its module, its process group and their children are gone" in again["msg"], again
     finally:
         kill_all(pids_with(marker))
+
+
+def test_the_module_is_recorded_before_it_runs_its_first_line(tmp_path):
+    # Were the module's identity written after its exec, a supervisor killed
+    # in between (or a loaded host running the child first: CI once did)
+    # would leave a module that `mode: kill` cannot find. The module here
+    # looks at its own job file first thing.
+    for i in range(20):
+        d = tmp_path / f"async{i}"
+        mod = module(tmp_path, f"""jf=$(ls {d}/j* | head -n 1)
+if grep -q '"child_pid": *'$$',' "$jf"; then echo '{{"named": true}}'; else echo '{{"named": false}}'; fi
+""")
+        _, out = launch(d, mod)
+        result = wait_finished(out["results_file"])
+        assert result.get("named") is True, result
 
 
 # --- Numbers out of range, a missing interpreter (issue 10, 8 and 9) --------

@@ -245,18 +245,20 @@ impl<'a> Supervisor<'a> {
     /// EOF and its output going to the job's files, and records who it is.
     pub fn start(&mut self, job: &Job<'a>) -> Result<(u32, Instant), Ending> {
         let argv = module_command(job.args);
-        let child = supervise::spawn_module(&argv, &self.stdout, &self.stderr)
-            .map_err(|e| Ending::NotStarted(spawn_error(&argv, &e)))?;
-        // The limit is the module's time: it counts from its start.
-        let started = Instant::now();
-        let pid = child.as_raw() as u32;
+        let not_started = |e: std::io::Error| Ending::NotStarted(spawn_error(&argv, &e));
+        let held =
+            supervise::spawn_module(&argv, &self.stdout, &self.stderr).map_err(not_started)?;
+        let pid = held.pid().as_raw() as u32;
         self.meta.child_pid = Some(pid);
         self.meta.child_start_ticks = Identity::of(pid).map(|i| i.start_ticks);
-        // The record names the module too: for `list`, and to stop what is
-        // left of the job should the supervisor die. The job runs either way
-        // (the record before this one already says so); if this write fails,
-        // the disk is failing and the result write says how.
+        // The record names the module before it runs: for `list`, and to stop
+        // what is left of the job should the supervisor die. The job runs
+        // either way (the record before this one already says so); if this
+        // write fails, the disk is failing and the result write says how.
         let _ = self.publish(job);
+        held.release().map_err(not_started)?;
+        // The limit is the module's time: it counts from its start.
+        let started = Instant::now();
         // Durable while the module runs: an fsync can take long when the disk
         // is busy, and neither the launch nor the job should wait for it. If it
         // fails the disk is failing; the result write reports that.

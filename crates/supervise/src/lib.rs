@@ -140,12 +140,17 @@ pub fn block_supervisor_signals() -> Result<SigSet> {
     Ok(set)
 }
 
-/// Starts `argv` (searched on `PATH` when it has no `/`) as the module: in a
-/// process group of its own, stdin at EOF, stdout and stderr into the given
-/// files, and default signal handling: an empty signal mask (it would
-/// otherwise inherit the supervisor's, and ignore the TERM that stops it at
-/// its limit) and SIGPIPE at its default (Rust ignores it). Returns its pid;
-/// an `exec` that fails is reported as its error, through a close-on-exec pipe.
+/// Forks the module for `argv` (searched on `PATH` when it has no `/`) and
+/// holds it just before its exec until [`HeldModule::release`]: the caller
+/// records who the module is first, so no instruction of the module runs
+/// that a lost job's `mode: kill` could not find. Dropped unreleased (or its
+/// supervisor killed meanwhile), the module exits without running.
+///
+/// The child is set up as the module needs: a process group of its own,
+/// stdin at EOF, stdout and stderr into the given files, and default signal
+/// handling: an empty signal mask (it would otherwise inherit the
+/// supervisor's, and ignore the TERM that stops it at its limit) and SIGPIPE
+/// at its default (Rust ignores it).
 ///
 /// A fork and an exec of our own rather than `std::process::Command`: the
 /// binary is carried to hosts with every task, and Command's general
@@ -157,7 +162,7 @@ pub fn spawn_module(
     argv: &[std::ffi::OsString],
     stdout: &File,
     stderr: &File,
-) -> std::io::Result<Pid> {
+) -> std::io::Result<HeldModule> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let words: Vec<CString> = argv
@@ -174,7 +179,9 @@ pub fn spawn_module(
     pointers.push(std::ptr::null());
     let null = std::fs::File::open("/dev/null")?;
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (gate_read, gate_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (out, err, input) = (stdout.as_raw_fd(), stderr.as_raw_fd(), null.as_raw_fd());
+    let (gate, gate_held) = (gate_read.as_raw_fd(), gate_write.as_raw_fd());
     // SAFETY: this process is single-threaded (the supervisor), so the child
     // may run any code; it runs only async-signal-safe calls on data prepared
     // before the fork, then execs or exits.
@@ -192,6 +199,20 @@ pub fn spawn_module(
                     && libc::dup2(out, 1) >= 0
                     && libc::dup2(err, 2) >= 0;
                 if ok {
+                    // Our copy of the gate's write end would keep it open:
+                    // close it, so a supervisor that dies reads as EOF here.
+                    libc::close(gate_held);
+                    let mut go = 0u8;
+                    let released = loop {
+                        let n = libc::read(gate, (&mut go as *mut u8).cast(), 1);
+                        if n < 0 && *libc::__errno_location() == libc::EINTR {
+                            continue;
+                        }
+                        break n == 1;
+                    };
+                    if !released {
+                        libc::_exit(127);
+                    }
                     libc::execvp(program.as_ptr(), pointers.as_ptr());
                 }
                 let errno = *libc::__errno_location();
@@ -199,25 +220,59 @@ pub fn spawn_module(
                 libc::_exit(127);
             }
         }
-        ForkResult::Parent { child } => {
-            drop(report_write);
-            let mut said = [0u8; 4];
-            let mut got = 0;
-            let mut reader = File::from(report_read);
-            while got < 4 {
-                match std::io::Read::read(&mut reader, &mut said[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+        ForkResult::Parent { child } => Ok(HeldModule {
+            pid: child,
+            gate: Some(File::from(gate_write)),
+            report: File::from(report_read),
+        }),
+    }
+}
+
+/// A module forked and waiting at its exec (see [`spawn_module`]).
+#[derive(Debug)]
+pub struct HeldModule {
+    pid: Pid,
+    gate: Option<File>,
+    report: File,
+}
+
+impl HeldModule {
+    /// The module's pid (and process group), the same before and after its exec.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Lets the module exec; returns once it runs, or with the exec's error
+    /// (the child reaped) when it could not be started.
+    pub fn release(mut self) -> std::io::Result<Pid> {
+        use std::io::{Read, Write};
+        if let Some(mut gate) = self.gate.take() {
+            gate.write_all(b"1")?;
+        }
+        let mut said = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match self.report.read(&mut said[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            if got == 4 {
-                // It never ran: reap it, and say why.
-                let _ = waitpid(child, None);
-                return Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(said)));
-            }
-            Ok(child)
+        }
+        if got == 4 {
+            // It never ran: reap it, and say why.
+            let _ = waitpid(self.pid, None);
+            return Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(said)));
+        }
+        Ok(self.pid)
+    }
+}
+
+impl Drop for HeldModule {
+    /// Unreleased, the module exits at its closed gate: reap it.
+    fn drop(&mut self) {
+        if self.gate.take().is_some() {
+            let _ = waitpid(self.pid, None);
         }
     }
 }
@@ -587,6 +642,33 @@ pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_module_runs_only_when_released_and_keeps_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = File::create(dir.path().join("out")).unwrap();
+        let argv = |name: &str| -> Vec<std::ffi::OsString> {
+            let file = dir.path().join(name);
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo ran > {}", file.display()).into(),
+            ]
+        };
+        // Dropped unreleased: it exits at the gate, reaped, having run nothing.
+        let held = spawn_module(&argv("dropped"), &out, &out).unwrap();
+        let pid = held.pid();
+        drop(held);
+        assert_eq!(kill(pid, None), Err(Errno::ESRCH), "reaped");
+        assert!(!dir.path().join("dropped").exists());
+        // Released: the identity taken at the gate is the module's after its exec.
+        let held = spawn_module(&argv("released"), &out, &out).unwrap();
+        let before = identity::Identity::of(held.pid().as_raw() as u32).unwrap();
+        let pid = held.release().unwrap();
+        assert_eq!(identity::Identity::of(pid.as_raw() as u32), Some(before));
+        assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 0));
+        assert!(dir.path().join("released").exists());
+    }
 
     #[test]
     fn both_walks_find_the_same_tree() {
