@@ -397,7 +397,9 @@ impl AsyncDir {
 
     /// Keeps room for the job's last record: a hidden file of
     /// [`Spare::BYTES`] written now, while there is space, so a failure can
-    /// be recorded even after the disk has filled up.
+    /// be recorded even after the disk has filled up. The write reserves the
+    /// room (a full disk fails it here); [`Spare::settle`] then allocates
+    /// it on disk, once the launch need not wait for that.
     pub fn create_spare(&self, jid: &JobId) -> Result<Spare> {
         let name = Spare::name(jid);
         let err = |e: io::Error| Error::Write {
@@ -412,10 +414,7 @@ impl AsyncDir {
         )
         .map_err(|e| err(e.into()))?;
         let mut file = File::from(fd);
-        let filled = file
-            .write_all(&[b' '; Spare::BYTES])
-            .and_then(|()| file.sync_data());
-        if let Err(e) = filled {
+        if let Err(e) = file.write_all(&[b' '; Spare::BYTES]) {
             let _ = unlinkat(&self.fd, name.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(e));
         }
@@ -454,6 +453,20 @@ impl Spare {
         self.file.sync_data().map_err(err)?;
         renameat(&dir.fd, self.name.as_str(), &dir.fd, jid.as_str()).map_err(|e| err(e.into()))?;
         dir.sync().map_err(err)
+    }
+
+    /// Makes the room durable: its blocks allocated on disk (a delayed
+    /// allocation would otherwise take them only at writeback). If that
+    /// fails, the room is given back and the last record takes the ordinary
+    /// way; the error is returned for the caller to say.
+    pub fn settle(self, dir: &AsyncDir) -> std::result::Result<Spare, io::Error> {
+        match self.file.sync_data() {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.discard(dir);
+                Err(e)
+            }
+        }
     }
 
     /// Gives the room back: the result was stored the ordinary way.

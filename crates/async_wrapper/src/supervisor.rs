@@ -5,7 +5,8 @@
 //! 2. [`prepare`]: take signals, become subreaper, make the output files and
 //!    the spare room for the last record, join the pool, record the job;
 //! 3. tell the launcher, once ([`Report`]): from here on everything that
-//!    happens to the job ends up in its file;
+//!    happens to the job ends up in its file; then [`Supervisor::settle`]
+//!    what only needs the disk's time (the launch does not wait for it);
 //! 4. [`Supervisor::queue`]: wait for a pool slot, if the job has to;
 //! 5. [`Supervisor::start`]: run the module;
 //! 6. [`Supervisor::watch`]: wait for its end, its limit or a stop request,
@@ -115,6 +116,8 @@ pub fn supervise(job: &Job, mut notify: File) -> i32 {
     };
     Report::send(&mut notify, Ok(&warnings));
     drop(notify);
+    // The launch has its answer: what only needs the disk's time goes here.
+    sup.settle(job);
     let ending = match sup.queue(job).and_then(|()| sup.start(job)) {
         Ok(child) => sup.watch(job, child),
         Err(ending) => ending,
@@ -200,6 +203,13 @@ pub fn prepare<'a>(job: &Job<'a>, warnings: &mut Vec<String>) -> Result<Supervis
 }
 
 impl<'a> Supervisor<'a> {
+    /// Step 3, once the launcher is told: makes the room for the last record durable, before the module
+    /// starts but after the launch is told (an fsync can take milliseconds).
+    /// Should that fail, the last record takes the ordinary way.
+    pub fn settle(&mut self, job: &Job<'a>) {
+        self.spare = self.spare.take().and_then(|s| s.settle(job.dir).ok());
+    }
+
     /// Publishes the running record as it stands (durable a moment later).
     fn publish(&mut self, job: &Job<'a>) -> async_jobs::Result<()> {
         let record = running_record(job.jid, self.me.as_ref(), Some(&self.meta), self.queued);
