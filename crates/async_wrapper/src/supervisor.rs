@@ -203,8 +203,8 @@ pub fn prepare<'a>(job: &Job<'a>, warnings: &mut Vec<String>) -> Result<Supervis
 }
 
 impl<'a> Supervisor<'a> {
-    /// Step 3, once the launcher is told: makes the room for the last record durable, before the module
-    /// starts but after the launch is told (an fsync can take milliseconds).
+    /// Step 3, once the launcher is told (an fsync can take milliseconds):
+    /// makes the room for the last record durable before the module starts.
     /// Should that fail, the last record takes the ordinary way.
     pub fn settle(&mut self, job: &Job<'a>) {
         self.spare = self.spare.take().and_then(|s| s.settle(job.dir).ok());

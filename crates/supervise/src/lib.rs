@@ -246,8 +246,12 @@ impl HeldModule {
     /// (the child reaped) when it could not be started.
     pub fn release(mut self) -> std::io::Result<Pid> {
         use std::io::{Read, Write};
-        if let Some(mut gate) = self.gate.take() {
-            gate.write_all(b"1")?;
+        if let Some(mut gate) = self.gate.take()
+            && let Err(e) = gate.write_all(b"1")
+        {
+            // The child is gone already (EPIPE): reap it.
+            let _ = waitpid(self.pid, None);
+            return Err(e);
         }
         let mut said = [0u8; 4];
         let mut got = 0;
