@@ -41,11 +41,20 @@ def run(cmd, env, timeout=300, check=True, cwd=None):
         [str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
-        # The lines that say what failed first: in a long run the tail alone can miss them.
-        failed = [line for line in proc.stdout.splitlines()
-                  if line.startswith(("fatal:", "failed:")) or "FAILED!" in line]
+        # What failed first, whole (ansible prints a result as a JSON block
+        # from "FAILED! => {" to a "}" line): in a long run the tail can miss it.
+        failed, block = [], None
+        for line in proc.stdout.splitlines():
+            if block is not None:
+                block.append(line)
+                if line == "}" or len(block) >= 200:
+                    block = None
+            elif line.startswith(("fatal:", "failed:")) or "FAILED!" in line:
+                failed.append([line])
+                block = failed[-1] if line.endswith("{") else None
         if failed:
-            sys.stderr.write("failed tasks:\n" + "\n".join(f[:20000] for f in failed[:20]) + "\n---\n")
+            text = "\n".join("\n".join(b)[:20000] for b in failed[:20])
+            sys.stderr.write("failed tasks:\n" + text + "\n---\n")
         sys.stderr.write(proc.stdout[-20000:])
         sys.stderr.write(proc.stderr[-20000:])
         raise AssertionError(f"{cmd[0]} exited {proc.returncode}")
