@@ -21,7 +21,6 @@ with the host's ControlPersist master already up (an earlier task opened it).
 import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(BENCH))
 import relay as relay_mod  # noqa: E402
 import sshd as sshd_mod  # noqa: E402
-from helpers import PYTHON, VENV_BIN  # noqa: E402
+from helpers import PYTHON, VENV_BIN, launcher_table  # noqa: E402
 
 COLLECTION = ROOT / "ansible_collection"
 CALLBACKS = BENCH / "callback_plugins"
@@ -123,8 +122,7 @@ def _echo_server():
 def module_facts(path):
     """Size, sha256 and the xz payloads (bytes per architecture) of a launcher module."""
     data = path.read_bytes()
-    head = data[:16384].decode("ascii", "replace")
-    payloads = {m.group(1): int(m.group(2)) for m in re.finditer(r"\*:(\w+)\|?[^)]*\) h=[^\n]*? N=(\d+)", head)}
+    payloads = {arch: arm["length"] for arch, arm in launcher_table(path).items()}
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "payloads": payloads}
 
 
@@ -527,7 +525,7 @@ def op_label(op):
         return "remove tmp dir"
     if "async_wrapper" in what:
         return "exec async_wrapper"
-    if "r=status" in what:
+    if "role=status" in what:
         return "status command (cached binary)"
     if op.get("stdin"):
         return "exec module, pipelined"

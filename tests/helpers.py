@@ -7,7 +7,9 @@ pytest) import it too. The fixtures and the per-session environment are
 conftest's."""
 
 import functools
+import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
@@ -146,6 +148,41 @@ def job_files(async_dir, dotfiles=False):
     if not async_dir.exists():
         return []
     return sorted(p.name for p in async_dir.iterdir() if dotfiles or not p.name.startswith("."))
+
+
+def launcher_table(module):
+    """The table a module file's launcher holds (tools/mklauncher.py writes it):
+    {arch: {"patterns", "own", "whole", "sha256", "offset", "length"}}, arch by
+    its first `uname -m` name; offset and length are ints, the rest strings."""
+    head = Path(module).read_bytes()[:16384].decode("ascii", "replace")
+    table = {}
+    for patterns, words in re.findall(r"^(\*:[^)]+)\) (own=.*) ;;$", head, re.M):
+        arm = {k: v.strip("'") for k, v in (w.split("=", 1) for w in words.split())}
+        arm.update(offset=int(arm["offset"]), length=int(arm["length"]),
+                   patterns=[p.removeprefix("*:") for p in patterns.split("|")])
+        table[arm["patterns"][0]] = arm
+    assert table, f"{module} holds no launcher table"
+    return table
+
+
+def carried_binary(module, arch):
+    """The binary a module file carries for `arch` (None when it carries none),
+    checked against the sha256 its table gives."""
+    arm = launcher_table(module)[arch]
+    if not arm["length"]:
+        return None
+    data = Path(module).read_bytes()[arm["offset"]:arm["offset"] + arm["length"]]
+    binary = lzma.decompress(data)
+    assert hashlib.sha256(binary).hexdigest() == arm["sha256"], f"{module}: its {arch} payload fails its sha256"
+    return binary
+
+
+def host_arch():
+    """This host's architecture as the launcher names it (/proc/sys/kernel/arch, else uname -m)."""
+    try:
+        return Path("/proc/sys/kernel/arch").read_text().strip()
+    except OSError:
+        return os.uname().machine
 
 
 def collections_path(work):

@@ -1,11 +1,8 @@
 """What ships: portable binaries, a launcher ansible-core takes for a script,
 safe unpacking under concurrency, and an installable collection."""
 
-import hashlib
 import json
-import lzma
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -18,7 +15,7 @@ import pytest
 from ansible.executor import module_common
 
 from conftest import base_env, write_inventory
-from helpers import MODULES_DIR, ROOT, VENV_BIN, playbook, run
+from helpers import MODULES_DIR, ROOT, VENV_BIN, carried_binary, launcher_table, playbook, run
 
 WRAPPER = MODULES_DIR / "async_wrapper"
 STATUS = MODULES_DIR / "async_status"
@@ -30,16 +27,8 @@ MACHINES = {"x86_64": 62, "aarch64": 183, "s390x": 22, "ppc64le": 21}
 
 def payloads(path):
     """{arch: binary} of what a module file carries, checked against its sha256."""
-    head = path.read_bytes()[:16384].decode("ascii", "replace")
-    data = path.read_bytes()
-    found = {}
-    for pattern, words in re.findall(r"^(\*:[^)]+)\) (h=.*) ;;$", head, re.M):
-        arm = dict(w.split("=", 1) for w in words.split())
-        if int(arm["N"]):
-            binary = lzma.decompress(data[int(arm["P"]):int(arm["P"]) + int(arm["N"])])
-            assert hashlib.sha256(binary).hexdigest() == arm["H"]
-            found[pattern.split("|")[0][2:]] = binary
-    return found
+    found = {arch: carried_binary(path, arch) for arch in launcher_table(path)}
+    return {arch: binary for arch, binary in found.items() if binary is not None}
 
 
 def elf_facts(binary):

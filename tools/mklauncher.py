@@ -62,8 +62,8 @@ def build(role, binaries, carry):
     template = (HERE / "launcher.sh.in").read_text()
     fallback = zlib.compress((HERE / "fallback.py").read_bytes(), 9)
     # Per architecture: the hash of what this module carries (or would), the
-    # hash of the whole binary when that is another (g: also good to run),
-    # and the payload.
+    # hash of the whole binary when that is another (`whole`: also good to
+    # run), and the payload.
     payloads = []
     for arch, full, slim in binaries:
         full_data = Path(full).read_bytes()
@@ -77,7 +77,7 @@ def build(role, binaries, carry):
     text = b""
     for _ in range(10):
         arms = "".join(
-            f"{PATTERNS[arch]}) h={sha[:16]} g={other} H={sha} P={offsets.get(arch, 0)} N={len(blob)} ;;\n"
+            f"{PATTERNS[arch]}) own={sha[:16]} whole='{other}' sha256={sha} offset={offsets.get(arch, 0)} length={len(blob)} ;;\n"
             for arch, sha, other, blob in payloads
         )
         filled = (
@@ -86,7 +86,7 @@ def build(role, binaries, carry):
             # text) and within ansible-test's first 4 KiB, which then treats
             # the file as binary instead of reading its payload as lines.
             # sh skips it: dash, bash and busybox ignore NULs in a comment.
-            .replace("#</find>\n", "#</find>\n# \0 this byte marks the file as binary for ansible-test\n")
+            .replace("@BINARY_MARK@", "# \0 this byte marks the file as binary for ansible-test\n")
             .replace("@MARK@", "# WANT_JSON\n" if role == "status" else "")
             .replace("@ARCHES@", arms)
             .replace("@PY_OFF@", str(offsets.get("py", 0)))

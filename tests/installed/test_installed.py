@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env
-from helpers import MODULES_DIR, PYTHON, ROOT, adhoc, collections_path, dump, play, playbook
+from helpers import (MODULES_DIR, PYTHON, ROOT, adhoc, collections_path, dump, host_arch, launcher_table, play,
+                     playbook)
 
 pytestmark = pytest.mark.skipif(os.environ.get("ASYNC_IMPL", "native") != "native",
                                 reason="the installed binary is the native modules'")
@@ -28,20 +29,11 @@ LIBEXEC = Path("/usr/local/libexec/native_async")
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def host_arch():
-    """The architecture as the launcher names it."""
-    try:
-        return Path("/proc/sys/kernel/arch").read_text().strip()
-    except OSError:
-        return os.uname().machine
-
-
 def binary_name():
-    """native_async-<h>: h is this architecture's in the async_status launcher's table."""
-    head = (MODULES_DIR / "async_status").read_bytes()[:16384].decode("latin-1")
-    for m in re.finditer(r"^(\*:[^)]*)\) h=([0-9a-f]{16}) ", head, re.M):
-        if host_arch() in [p.removeprefix("*:") for p in m.group(1).split("|")]:
-            return f"native_async-{m.group(2)}"
+    """native_async-<own>: this architecture's cache name in the async_status launcher's table."""
+    for arm in launcher_table(MODULES_DIR / "async_status").values():
+        if host_arch() in arm["patterns"]:
+            return f"native_async-{arm['own']}"
     pytest.skip(f"the modules carry no native binary for {host_arch()}")
 
 

@@ -4,7 +4,6 @@ Each test failed on the code before its fix."""
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import pids_with
+from helpers import host_arch, launcher_table, pids_with
 from jobs import STATUS, WRAPPER, kill_all, launch, module, status, wait_finished
 
 
@@ -55,16 +54,13 @@ NOBODY = 65534
 
 
 def host_arm(path=WRAPPER):
-    """This host's line of the launcher's table: h (cache name), P and N (payload)."""
-    head = path.read_bytes()[:16384].decode("ascii", "replace")
-    arch = {"x86_64": "x86_64", "aarch64": "aarch64"}[os.uname().machine]
-    line = re.search(rf"^\*:{arch}\S*\) (.*) ;;$", head, re.M).group(1)
-    return dict(word.split("=", 1) for word in line.split())
+    """This host's line of the launcher's table (own: its cache name; offset, length: its payload)."""
+    return launcher_table(path)[host_arch()]
 
 
 def binary_name():
     """The file name the launcher gives this host's binary in a cache."""
-    return "native_async-" + host_arm()["h"]
+    return "native_async-" + host_arm()["own"]
 
 
 def plant(folder, marker, owner=None, mode=0o755):
@@ -233,7 +229,7 @@ def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, tru
     bad = tmp_path / "bad_wrapper"
     data = bytearray(WRAPPER.read_bytes())
     arm = host_arm()
-    data[int(arm["P"]) + int(arm["N"]) // 2] ^= 0xFF
+    data[arm["offset"] + arm["length"] // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     home2 = trusted_home / "home2"
     home2.mkdir(mode=0o700)

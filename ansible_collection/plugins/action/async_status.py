@@ -150,7 +150,7 @@ class ActionModule(ActionBase):
             return None
         args = dict(module_args, _ansible_check_mode=bool(self._task.check_mode))
         quote = self._connection._shell.quote
-        script = "r=status\nset -- --args %s\n%s\necho %s\nexit %d" % (
+        script = "role=status\nset -- --args %s\n%s\necho %s\nexit %d" % (
             quote(json.dumps(args)), finder, quote(MISS), MISS_RC)
         environment = self._compute_environment_string()
         if environment:
