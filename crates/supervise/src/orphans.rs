@@ -1,8 +1,19 @@
 //! What is left of a job whose supervisor died: its module process (if it is
 //! still the one recorded), the members of the module's process group, and
-//! their descendants, all re-parented to init by now. Found by identity, so
-//! a pid reused by someone else's process is never hit: a process that
-//! started before the module cannot be part of it.
+//! their descendants, all re-parented by now. Found by identity, so a pid
+//! reused by someone else's process is never hit:
+//!
+//! - a process that started before the module cannot be part of it;
+//! - Linux never gives a new process a pid that is still the id of a process
+//!   group or session, so a live process that holds the module's pid with
+//!   another start time means the module's group is gone: nothing is left;
+//! - when no process holds that pid, a group of that id may be the module's
+//!   or, after the pid was reused and its new owner ended, someone else's.
+//!   The module's group is in its supervisor's session (the supervisor made
+//!   the session, the module a group in it), so only members of that session
+//!   count. A group the module made by starting a session of its own is then
+//!   out of reach once the module has ended: it cannot be told from a
+//!   stranger's.
 
 use crate::identity::{Identity, Liveness};
 use crate::procfs::{Stat, pids};
@@ -10,11 +21,19 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
-/// The live processes of the job whose module was `module`.
-pub fn orphans_of(module: &Identity) -> Vec<u32> {
+/// The live processes of the job whose module was `module`, started by the
+/// supervisor whose pid (the id of the session it made) is `session`.
+pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
     if module.liveness() == Liveness::Rebooted {
         return Vec::new();
     }
+    let root = module.pid as i32;
+    let holder = Stat::read(root).filter(|s| !s.ended());
+    let module_alive = match holder {
+        Some(s) if s.start_ticks != module.start_ticks => return Vec::new(),
+        Some(_) => true,
+        None => false,
+    };
     let me = std::process::id() as i32;
     let table: Vec<(i32, Stat)> = pids()
         .into_iter()
@@ -22,10 +41,12 @@ pub fn orphans_of(module: &Identity) -> Vec<u32> {
         .filter_map(|p| Some((p, Stat::read(p)?)))
         .filter(|(_, s)| !s.ended() && s.start_ticks >= module.start_ticks)
         .collect();
-    let root = module.pid as i32;
+    // While the module lives its pid is not reused: its group is its own,
+    // whatever session that group is in now.
+    let in_group = |s: &Stat| s.pgrp == root && (module_alive || s.session == session as i32);
     let mut found: Vec<i32> = table
         .iter()
-        .filter(|(p, s)| (*p == root && s.start_ticks == module.start_ticks) || s.pgrp == root)
+        .filter(|(p, s)| (*p == root && module_alive) || in_group(s))
         .map(|(p, _)| *p)
         .collect();
     let mut i = 0;
@@ -50,15 +71,16 @@ pub struct Stopped {
     pub left: Vec<u32>,
 }
 
-/// Stops what is left of a job: `first` to each process (and SIGCONT, so a
-/// stopped one can act on it), up to `grace` for them to go, then SIGKILL.
-/// They are not this process's children: their ends are seen by looking.
-pub fn stop_orphans(module: &Identity, first: Signal, grace: Duration) -> Stopped {
+/// Stops what is left of a job ([`orphans_of`]): `first` to each process
+/// (and SIGCONT, so a stopped one can act on it), up to `grace` for them to
+/// go, then SIGKILL. They are not this process's children: their ends are
+/// seen by looking.
+pub fn stop_orphans(module: &Identity, session: u32, first: Signal, grace: Duration) -> Stopped {
     let mut stopped: Vec<u32> = Vec::new();
     let deadline = Instant::now() + grace;
     // New processes may be forked while the tree is signalled: look again, bounded.
     for _ in 0..10 {
-        let found = orphans_of(module);
+        let found = orphans_of(module, session);
         let new: Vec<u32> = found.into_iter().filter(|p| !stopped.contains(p)).collect();
         if new.is_empty() {
             break;
@@ -80,7 +102,7 @@ pub fn stop_orphans(module: &Identity, first: Signal, grace: Duration) -> Stoppe
     }
     let mut left = Vec::new();
     for _ in 0..50 {
-        left = orphans_of(module);
+        left = orphans_of(module, session);
         for p in alive(&stopped) {
             if !left.contains(&p) {
                 left.push(p);

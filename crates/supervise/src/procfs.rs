@@ -12,6 +12,8 @@ pub struct Stat {
     pub ppid: i32,
     /// Field 5: the process group.
     pub pgrp: i32,
+    /// Field 6: the session.
+    pub session: i32,
     /// Field 22: start time in clock ticks since boot.
     pub start_ticks: u64,
 }
@@ -32,12 +34,14 @@ impl Stat {
         let state = fields.next()?.chars().next()?;
         let ppid = fields.next()?.parse().ok()?;
         let pgrp = fields.next()?.parse().ok()?;
-        // The state was field 3, so field 22 is the 16th after pgrp (field 5).
-        let start_ticks = fields.nth(16)?.parse().ok()?;
+        let session = fields.next()?.parse().ok()?;
+        // The state was field 3, so field 22 is the 15th after the session (field 6).
+        let start_ticks = fields.nth(15)?.parse().ok()?;
         Some(Stat {
             state,
             ppid,
             pgrp,
+            session,
             start_ticks,
         })
     }
@@ -68,8 +72,8 @@ mod tests {
         let line = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
         let s = Stat::parse(line).unwrap();
         assert_eq!(
-            (s.state, s.ppid, s.pgrp, s.start_ticks),
-            ('S', 1, 1234, 98765)
+            (s.state, s.ppid, s.pgrp, s.session, s.start_ticks),
+            ('S', 1, 1234, 1234, 98765)
         );
         assert!(!s.ended());
     }
@@ -79,5 +83,6 @@ mod tests {
         let me = Stat::read(std::process::id() as i32).unwrap();
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw());
         assert_eq!(me.pgrp, nix::unistd::getpgrp().as_raw());
+        assert_eq!(me.session, nix::unistd::getsid(None).unwrap().as_raw());
     }
 }

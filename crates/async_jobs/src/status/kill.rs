@@ -159,19 +159,20 @@ fn kill_supervised(dir: &AsyncDir, jid: &JobId, supervisor: &Identity, first: Si
 /// still run, re-parented to init. Those are found by the module's recorded
 /// identity (pid and start time, so a reused pid is never hit) and stopped.
 fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mode: bool) -> Answer {
-    let module = record
+    // The supervisor's pid is the id of the session it made for the job.
+    let found = record
         .meta
         .as_ref()
         .zip(record.supervisor.as_ref())
-        .and_then(|(m, s)| m.module_process(s));
-    let Some(module) = module.filter(|m| m.liveness() != Liveness::Rebooted) else {
+        .and_then(|(m, s)| Some((m.module_process(s)?, s.pid)));
+    let Some((module, session)) = found.filter(|(m, _)| m.liveness() != Liveness::Rebooted) else {
         let msg = format!("job {jid} is lost; nothing to kill: {why}");
         return Answer::module(&Killed {
             lost: Some(true),
             ..Killed::new(jid, false, false, msg)
         });
     };
-    let found = supervise::orphans_of(&module);
+    let found = supervise::orphans_of(&module, session);
     if found.is_empty() {
         // Said as far as it is known: a process that left the module's
         // session and whose parent ended cannot be traced back to the job.
@@ -191,7 +192,7 @@ fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mod
         });
     }
     let grace = crate::duration::kill_grace().unwrap_or(crate::duration::DEFAULT_GRACE);
-    let stopped = supervise::stop_orphans(&module, first, grace);
+    let stopped = supervise::stop_orphans(&module, session, first, grace);
     let msg = if stopped.left.is_empty() {
         format!(
             "job {jid} is lost ({why}); what was left of it (pids {:?}) was killed: {} first, SIGKILL after {}",
