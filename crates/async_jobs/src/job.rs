@@ -357,7 +357,10 @@ fn outcome_state(scanned: &Scanned, meta: Option<&JobMeta>) -> State {
     }
     if scanned.value::<Value>("killed") == Some(Value::Bool(true)) {
         State::Killed
-    } else if scanned.value::<String>("msg").as_deref() == Some("Timeout exceeded") {
+    } else if scanned
+        .value::<String>("msg")
+        .is_some_and(|m| m.starts_with("Timeout exceeded"))
+    {
         State::TimedOut
     } else if truthy(scanned.value::<Value>("failed").as_ref()) {
         State::Failed
@@ -415,13 +418,40 @@ fn supervisor_of(s: &Value) -> Option<Identity> {
     })
 }
 
-/// The result of a job stopped at its time limit (`child_pid` is the module's pid).
-pub fn timeout_result(child_pid: u32) -> ObjectText {
+/// The result of a job stopped at its time limit (`child_pid` is the
+/// module's pid): the builtin's, but for processes of the job that outlived
+/// SIGKILL (`left`), which it names.
+pub fn timeout_result(child_pid: u32, left: &[u32]) -> ObjectText {
     let mut o = ObjectText::new();
-    o.str("msg", "Timeout exceeded")
-        .bool("failed", true)
-        .int("child_pid", child_pid.into());
+    match left {
+        [] => o.str("msg", "Timeout exceeded"),
+        _ => o.str("msg", &format!("Timeout exceeded; {}", left_said(left))),
+    };
+    o.bool("failed", true).int("child_pid", child_pid.into());
+    add_left(&mut o, left);
     o
+}
+
+/// The key of a stopped job's result that names its processes still alive
+/// after SIGKILL (absent when there are none).
+pub const LEFT_KEY: &str = "left_running";
+
+/// Those processes, as a stopped job's `msg` says them.
+pub fn left_said(left: &[u32]) -> String {
+    let pids: Vec<String> = left.iter().map(u32::to_string).collect();
+    format!(
+        "{} of its processes (pids {}) were still running after SIGKILL",
+        left.len(),
+        pids.join(", ")
+    )
+}
+
+/// Adds [`LEFT_KEY`] to a stopped job's result when any process is left.
+pub fn add_left(result: &mut ObjectText, left: &[u32]) {
+    if !left.is_empty() {
+        let pids: Vec<String> = left.iter().map(u32::to_string).collect();
+        result.raw(LEFT_KEY, format!("[{}]", pids.join(",")).as_bytes());
+    }
 }
 
 /// The supervisor's meta at the end of a result (`"native_job":{...}}`), found
@@ -501,11 +531,31 @@ mod tests {
             builtin,
             br#"{"started":true,"finished":false,"ansible_job_id":"j1.2"}"#
         );
-        let bytes = timeout_result(42).finish();
+        let bytes = timeout_result(42, &[]).finish();
         match JobFile::parse(&bytes) {
             JobFile::Finished(o) => {
                 assert_eq!(o.state, State::TimedOut);
                 assert_eq!(o.scanned.value::<u32>("child_pid"), Some(42));
+                assert_eq!(
+                    o.scanned.value::<String>("msg").as_deref(),
+                    Some("Timeout exceeded")
+                );
+                assert_eq!(o.scanned.value::<Vec<u32>>(LEFT_KEY), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Processes that outlived SIGKILL are named, in the message and a key of their own.
+        let bytes = timeout_result(42, &[7, 9]).finish();
+        match JobFile::parse(&bytes) {
+            JobFile::Finished(o) => {
+                assert_eq!(o.state, State::TimedOut);
+                assert_eq!(
+                    o.scanned.value::<String>("msg").as_deref(),
+                    Some(
+                        "Timeout exceeded; 2 of its processes (pids 7, 9) were still running after SIGKILL"
+                    )
+                );
+                assert_eq!(o.scanned.value::<Vec<u32>>(LEFT_KEY), Some(vec![7, 9]));
             }
             other => panic!("{other:?}"),
         }

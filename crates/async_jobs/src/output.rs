@@ -564,7 +564,13 @@ mod tests {
             stderr: file_with(b""),
         };
         let mut out = Vec::new();
-        write_stopped_result(&crate::job::timeout_result(7), None, &mut cap, &mut out).unwrap();
+        write_stopped_result(
+            &crate::job::timeout_result(7, &[]),
+            None,
+            &mut cap,
+            &mut out,
+        )
+        .unwrap();
         let r: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(r["msg"], "Timeout exceeded");
         assert_eq!(r["stdout"].as_str().unwrap().len() as u64, TAIL_LIMIT);

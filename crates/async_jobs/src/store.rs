@@ -1,9 +1,17 @@
 //! The async dir: where job files live, and the only code that touches them.
 //!
 //! Every file is opened relative to the dir's own descriptor and without
-//! following symlinks, so a job id can only ever name a file inside it. Writes
-//! are atomic and durable (temp file, fsync, rename, fsync of the dir): a reader
-//! sees the old file or the new one, never a torn one, even after a crash.
+//! following symlinks, so a job id can only ever name a file inside it.
+//!
+//! Every write is atomic: a temp file in the dir, renamed over the job file,
+//! so a reader sees the old file or the new one, never a torn one. A result
+//! ([`AsyncDir::write_job`]) is also durable before anyone can read it: temp
+//! file, fsync, rename, fsync of the dir, so after a crash or power loss the
+//! file holds the old record or the whole new one. The running record
+//! ([`AsyncDir::publish_job`]) is renamed first and synced a moment later,
+//! so the launch need not wait for the disk: a power loss in that moment can
+//! lose the record (the job, whose supervisor dies with the host, is then
+//! unknown rather than lost), never tear it.
 
 use crate::{Error, JobId, Result};
 use nix::errno::Errno;
@@ -119,27 +127,41 @@ impl AsyncDir {
         self.write_job_with(jid, |w| w.write_all(data))
     }
 
-    /// Writes the job file atomically and durably from whatever `fill` streams into it.
+    /// Writes the job file atomically and durably from whatever `fill` streams
+    /// into it: its data is on disk before its name, and both before this returns.
     pub fn write_job_with(
         &self,
         jid: &JobId,
         fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<()> {
-        self.publish_job_with(jid, fill)?.sync()
+        let err = |source| Error::Write {
+            path: self.job_path(jid),
+            source,
+        };
+        self.replace_job(jid, fill, Durability::BeforeRename)?;
+        self.sync().map_err(err)
     }
 
     /// Publishes the job file atomically (every reader sees it from now on) and
     /// returns the handle that makes it durable. Lets the launcher be told
     /// "recorded" without waiting for the disk; the caller syncs right after.
     pub fn publish_job(&self, jid: &JobId, data: &[u8]) -> Result<Unsynced<'_>> {
-        self.publish_job_with(jid, |w| w.write_all(data))
+        let file = self.replace_job(jid, |w| w.write_all(data), Durability::Later)?;
+        Ok(Unsynced {
+            dir: self,
+            jid: jid.clone(),
+            file,
+        })
     }
 
-    fn publish_job_with(
+    /// Fills a temp file in the dir and renames it over the job file,
+    /// syncing its data first when asked; returns the file.
+    fn replace_job(
         &self,
         jid: &JobId,
         fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-    ) -> Result<Unsynced<'_>> {
+        durability: Durability,
+    ) -> Result<File> {
         let err = |source| Error::Write {
             path: self.job_path(jid),
             source,
@@ -165,6 +187,9 @@ impl AsyncDir {
             fill(&mut out)?;
             out.flush()?;
             drop(out);
+            if durability == Durability::BeforeRename {
+                file.sync_data()?;
+            }
             renameat(&self.fd, tmp.as_str(), &self.fd, jid.as_str())?;
             Ok(())
         })();
@@ -172,11 +197,7 @@ impl AsyncDir {
             let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(err(e));
         }
-        Ok(Unsynced {
-            dir: self,
-            jid: jid.clone(),
-            file,
-        })
+        Ok(file)
     }
 
     /// The job file, open for reading without following a symlink; `None`
@@ -248,16 +269,29 @@ impl AsyncDir {
 
     /// The ids of the job files in the dir, in no particular order. Hidden
     /// names (temp files, output dirs, pools) and the builtin's `.tmp` files
-    /// are not jobs.
+    /// are not jobs. A name that is a job id but not a regular file (a FIFO,
+    /// a link, a folder planted there) is given too: reading it says what it is.
     pub fn job_ids(&self) -> Result<Vec<JobId>> {
-        let entries = std::fs::read_dir(&self.path).map_err(|source| Error::OpenDir {
+        // Read through the dir's own descriptor: the dir checked, not its name again.
+        let mut entries = nix::dir::Dir::openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::OpenDir {
             path: self.path.clone(),
-            source,
+            source: e.into(),
         })?;
         Ok(entries
+            .iter()
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().to_str().and_then(|n| JobId::parse(n).ok()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .ok()
+                    .and_then(|n| JobId::parse(n).ok())
+            })
             .filter(|j| !j.as_str().ends_with(".tmp"))
             .collect())
     }
@@ -420,6 +454,15 @@ impl AsyncDir {
         }
         Ok(Spare { file, name })
     }
+}
+
+/// When a job file's data reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Before its rename: a crash leaves the old file or the whole new one.
+    BeforeRename,
+    /// After it, through [`Unsynced::sync`].
+    Later,
 }
 
 /// Room kept for a job's last record (see [`AsyncDir::create_spare`]).

@@ -123,7 +123,8 @@ fn print_json(v: &Value) {
 fn summary_of(opts: &Opts, jid: &str) -> Option<JobSummary> {
     let jid = JobId::parse(jid).ok()?;
     let dir = AsyncDir::open(&opts.dir).ok()??;
-    summarize(&dir, &jid)
+    // A file that cannot be read has no table: the status below says why.
+    summarize(&dir, &jid).ok().flatten()
 }
 
 fn show(opts: &Opts, jid: &str) -> i32 {
@@ -352,7 +353,7 @@ fn copy_new(files: &mut [Stream; 2]) -> std::io::Result<()> {
 
 /// How the job ended, with a few words on it; `None` while it runs.
 fn ended(dir: &AsyncDir, jid: &JobId) -> Option<(State, String)> {
-    let summary = summarize(dir, jid)?;
+    let summary = summarize(dir, jid).ok()??;
     if !summary.state.is_done() {
         return None;
     }
@@ -372,13 +373,16 @@ fn ended(dir: &AsyncDir, jid: &JobId) -> Option<(State, String)> {
 }
 
 fn list(opts: &Opts) -> i32 {
-    let jobs = match summaries(&opts.dir) {
-        Ok(j) => j,
+    let (jobs, unreadable) = match summaries(&opts.dir) {
+        Ok(found) => (found.jobs, found.unreadable),
         Err(e) => {
             eprintln!("async_status: {e}");
             return 1;
         }
     };
+    for why in &unreadable {
+        eprintln!("async_status: not listed, as it could not be read: {why}");
+    }
     if opts.json {
         let now = async_jobs::clock::now();
         let listed: Vec<_> = jobs.iter().map(|s| s.listed(now)).collect();
@@ -391,7 +395,7 @@ fn list(opts: &Opts) -> i32 {
     } else {
         print_table(&jobs);
     }
-    0
+    i32::from(!unreadable.is_empty())
 }
 
 fn print_table(jobs: &[JobSummary]) {

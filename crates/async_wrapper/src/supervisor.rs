@@ -19,7 +19,9 @@
 //! recorded by step 7.
 
 use crate::args::WrapperArgs;
-use async_jobs::job::{JobMeta, META_KEY, State, module_name, running_record, timeout_result};
+use async_jobs::job::{
+    JobMeta, META_KEY, State, add_left, left_said, module_name, running_record, timeout_result,
+};
 use async_jobs::json::ObjectText;
 use async_jobs::output::{Captured, Run, write_module_result, write_stopped_result};
 use async_jobs::pool::{PoolSpec, Ticket};
@@ -88,13 +90,15 @@ impl Report {
 pub enum Ending {
     /// The module exited, or a signal not sent by the supervisor ended it.
     Exited { child: u32, how: Ended },
-    /// Stopped at its time limit (the tree is gone).
-    TimedOut { child: u32 },
-    /// Stopped on request (the tree is gone); `child` is `None` when the job
-    /// was still queued.
+    /// Stopped at its time limit; `left` names the processes of its tree
+    /// still alive after SIGKILL (none, but for a stuck or foreign one).
+    TimedOut { child: u32, left: Vec<u32> },
+    /// Stopped on request, as above; `child` is `None` when the job was
+    /// still queued.
     Stopped {
         child: Option<u32>,
         request: StopRequest,
+        left: Vec<u32>,
     },
     /// The module could not be started.
     NotStarted(String),
@@ -237,6 +241,7 @@ impl<'a> Supervisor<'a> {
                     return Err(Ending::Stopped {
                         child: None,
                         request,
+                        left: Vec::new(),
                     });
                 }
                 Ok(Wake::Ready) => watch.drain(),
@@ -295,14 +300,15 @@ impl<'a> Supervisor<'a> {
         match event {
             Ok(Event::Ended(how)) => Ending::Exited { child, how },
             Ok(Event::Deadline) => {
-                supervise::stop_tree(Signal::SIGTERM, job.grace, &self.signals);
-                Ending::TimedOut { child }
+                let left = supervise::stop_tree(Signal::SIGTERM, job.grace, &self.signals);
+                Ending::TimedOut { child, left }
             }
             Ok(Event::StopRequested(request)) => {
-                supervise::stop_tree(request.first_signal(), job.grace, &self.signals);
+                let left = supervise::stop_tree(request.first_signal(), job.grace, &self.signals);
                 Ending::Stopped {
                     child: Some(child),
                     request,
+                    left,
                 }
             }
             Err(e) => Ending::Failed(format!(
@@ -374,14 +380,18 @@ impl<'a> Supervisor<'a> {
                 };
                 dir.write_job_with(jid, |w| write_module_result(&mut cap, &run, w))
             }
-            Ending::TimedOut { child } => {
+            Ending::TimedOut { child, left } => {
                 let meta = self.meta.ended(State::TimedOut);
                 dir.write_job_with(jid, |w| {
-                    write_stopped_result(&timeout_result(*child), Some(&meta), &mut cap, w)
+                    write_stopped_result(&timeout_result(*child, left), Some(&meta), &mut cap, w)
                 })
             }
-            Ending::Stopped { child, request } => {
-                let head = self.killed_head(job, *child, request);
+            Ending::Stopped {
+                child,
+                request,
+                left,
+            } => {
+                let head = self.killed_head(job, *child, request, left);
                 let meta = self.meta.ended(State::Killed);
                 dir.write_job_with(jid, |w| {
                     write_stopped_result(&head, Some(&meta), &mut cap, w)
@@ -404,9 +414,16 @@ impl<'a> Supervisor<'a> {
     }
 
     /// The head of a killed job's result (its output's tail follows).
-    fn killed_head(&self, job: &Job<'a>, child: Option<u32>, request: &StopRequest) -> ObjectText {
+    fn killed_head(
+        &self,
+        job: &Job<'a>,
+        child: Option<u32>,
+        request: &StopRequest,
+        left: &[u32],
+    ) -> ObjectText {
         let cause = stop_cause(request, job.grace);
         let mut head = ObjectText::failure(&match child {
+            Some(_) if !left.is_empty() => format!("The job was {cause}; {}", left_said(left)),
             Some(_) => format!("The job was {cause}"),
             None => format!(
                 "The job was killed while queued for a slot in pool {:?} ({cause}); it never started",
@@ -414,6 +431,7 @@ impl<'a> Supervisor<'a> {
             ),
         });
         head.bool("killed", true);
+        add_left(&mut head, left);
         match child {
             Some(pid) => {
                 head.str("signal", request.first_signal().as_str())
@@ -569,7 +587,10 @@ mod tests {
         };
         assert_eq!(describe(&exited), "The module exited with code 3");
         assert_eq!(
-            describe(&Ending::TimedOut { child: 1 }),
+            describe(&Ending::TimedOut {
+                child: 1,
+                left: Vec::new()
+            }),
             "The job was stopped at its time limit"
         );
     }

@@ -620,8 +620,10 @@ fn signal_tree(sig: Signal) -> usize {
 
 /// Stops every descendant: `first` (SIGTERM for a limit), up to `grace` for
 /// them to exit, then SIGKILL until none is left. Returns once the tree is
-/// gone and reaped.
-pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) {
+/// gone and reaped, or, when some processes outlive a bounded round of
+/// SIGKILLs (stuck in the kernel, or another user's that this one may not
+/// signal), the pids of those still alive, for the job's record to name.
+pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) -> Vec<u32> {
     signal_tree(first);
     let deadline = Instant::now() + grace;
     while has_children() {
@@ -636,11 +638,16 @@ pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) {
     // New processes may appear while the tree is being walked: repeat, bounded.
     for _ in 0..100 {
         if !has_children() && descendants().is_empty() {
-            return;
+            return Vec::new();
         }
         signal_tree(Signal::SIGKILL);
         next_signal(signals, Some(Duration::from_millis(10)));
     }
+    descendants()
+        .into_iter()
+        .filter(|p| procfs::Stat::read(p.as_raw()).is_some_and(|s| !s.ended()))
+        .map(|p| p.as_raw() as u32)
+        .collect()
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ const CAPTURE_BUDGET: usize = 4 << 20;
 
 /// The keys a reader of a job file looks at (job.rs, output.rs, status/):
 /// always captured (up to the capture limit), whatever came before them.
-const READ_KEYS: [&[u8]; 12] = [
+const READ_KEYS: [&[u8]; 13] = [
     b"native_job",
     b"started",
     b"queued",
@@ -90,6 +90,7 @@ const READ_KEYS: [&[u8]; 12] = [
     b"child_pid",
     b"results_file",
     b"warnings",
+    b"left_running",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

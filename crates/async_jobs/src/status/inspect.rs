@@ -54,27 +54,29 @@ pub(crate) struct Inspected {
 
 /// Reads a job's file; `Err` answers when it cannot be read.
 pub(crate) fn inspect(dir: &AsyncDir, jid: &JobId) -> Result<Inspected, Answer> {
-    let file = match dir.open_job(jid) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Err(Answer::not_found(jid.as_str())),
-        Err(e) => return Err(Answer::job_failure(jid.as_str(), e.to_string())),
+    match read_job(dir, jid) {
+        Ok(Some(read)) => Ok(read),
+        Ok(None) => Err(Answer::not_found(jid.as_str())),
+        Err(e) => Err(Answer::job_failure(jid.as_str(), e.to_string())),
+    }
+}
+
+/// Reads a job's file; `None` when there is no such job, `Err` when it
+/// cannot be read (not a regular file, no permission, an I/O error).
+pub(crate) fn read_job(dir: &AsyncDir, jid: &JobId) -> Result<Option<Inspected>, crate::Error> {
+    let Some(file) = dir.open_job(jid)? else {
+        return Ok(None);
     };
-    let mut text = JobText::of(file).map_err(|e| {
-        Answer::job_failure(
-            jid.as_str(),
-            crate::Error::Read {
-                path: dir.job_path(jid),
-                source: e,
-            }
-            .to_string(),
-        )
+    let mut text = JobText::of(file).map_err(|source| crate::Error::Read {
+        path: dir.job_path(jid),
+        source,
     })?;
     let file = JobFile::read(&mut text);
-    Ok(Inspected {
+    Ok(Some(Inspected {
         text,
         file,
         path: dir.job_path(jid).to_string_lossy().into_owned(),
-    })
+    }))
 }
 
 /// The status of a job found in `dir`.

@@ -6,7 +6,7 @@
 
 use super::answer::Answer;
 use super::inspect::{inspect, job_status, lost_reason};
-use crate::job::{JobFile, Record};
+use crate::job::{JobFile, LEFT_KEY, Record, left_said};
 use crate::watch::DirWatch;
 use crate::{AsyncDir, JobId};
 use nix::sys::signal::Signal;
@@ -128,16 +128,30 @@ fn kill_supervised(dir: &AsyncDir, jid: &JobId, supervisor: &Identity, first: Si
             if let Ok(r) = inspect(dir, jid)
                 && let JobFile::Finished(o) = r.file
             {
-                ended = Some(o.state);
+                let left: Vec<u32> = o.scanned.value(LEFT_KEY).unwrap_or_default();
+                ended = Some((o.state, left));
                 return true;
             }
             supervisor.liveness() == Liveness::Gone
         },
     );
-    let Some(state) = ended else {
+    let Some((state, left)) = ended else {
         return ended_meanwhile(dir, jid);
     };
     let killed = state == crate::job::State::Killed;
+    if killed && !left.is_empty() {
+        let msg = format!(
+            "job {jid} killed, but not all of it: {} to its processes, then SIGKILL; {}",
+            first.as_str(),
+            left_said(&left)
+        );
+        return Answer::module(&Killed {
+            signal: Some(first.as_str()),
+            failed: Some(true),
+            left: Some(left),
+            ..Killed::new(jid, true, true, msg)
+        });
+    }
     let msg = if killed {
         format!(
             "job {jid} killed: {} to its processes, then SIGKILL to any left after the grace period",

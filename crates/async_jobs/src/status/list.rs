@@ -3,7 +3,7 @@
 //! native supervisor writes its meta.
 
 use super::answer::Answer;
-use super::inspect::{homes, inspect, lost_reason};
+use super::inspect::{homes, lost_reason, read_job};
 use crate::clock::{epoch_secs, iso8601};
 use crate::job::{JobFile, JobMeta, JobText, State, meta_in_tail};
 use crate::{AsyncDir, JobId};
@@ -124,20 +124,24 @@ impl JobSummary {
     }
 }
 
+/// Every job in the dir(s) an async dir names.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    /// Their summaries, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// The job files that could not be read, each with why: they are in
+    /// neither a listing nor a prune, and the answer says so.
+    pub unreadable: Vec<String>,
+}
+
 /// Every job in the dir(s) the async dir names, newest first.
-pub fn summaries(async_dir: &Path) -> Result<Vec<JobSummary>, String> {
-    let mut all: Vec<JobSummary> = Vec::new();
-    for dir in homes(async_dir).map_err(|e| e.to_string())? {
-        for jid in dir.job_ids().map_err(|e| e.to_string())? {
-            if all.iter().any(|s| s.jid == jid.as_str()) {
-                continue;
-            }
-            if let Some(s) = summarize(&dir, &jid) {
-                all.push(s);
-            }
-        }
-    }
-    all.sort_by(|a, b| {
+pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
+    let mut all = Jobs::default();
+    each_job(async_dir, |_, _, read| match read {
+        Ok(s) => all.jobs.push(s),
+        Err(e) => all.unreadable.push(e.to_string()),
+    })?;
+    all.jobs.sort_by(|a, b| {
         b.launched()
             .total_cmp(&a.launched())
             .then(b.jid.cmp(&a.jid))
@@ -145,8 +149,33 @@ pub fn summaries(async_dir: &Path) -> Result<Vec<JobSummary>, String> {
     Ok(all)
 }
 
-/// What one job file says, read cheaply.
-pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Option<JobSummary> {
+/// Reads each job of the dir(s) the async dir names, once per job id (the
+/// first dir that has it), and gives `visit` the dir that holds it, its id,
+/// and its summary or why it could not be read. A file removed since its
+/// dir was listed is no job any more, and is passed over.
+pub(crate) fn each_job(
+    async_dir: &Path,
+    mut visit: impl FnMut(&AsyncDir, &JobId, Result<JobSummary, crate::Error>),
+) -> Result<(), String> {
+    let mut seen: Vec<JobId> = Vec::new();
+    for dir in homes(async_dir).map_err(|e| e.to_string())? {
+        for jid in dir.job_ids().map_err(|e| e.to_string())? {
+            if seen.contains(&jid) {
+                continue;
+            }
+            match summarize(&dir, &jid) {
+                Ok(Some(s)) => visit(&dir, &jid, Ok(s)),
+                Ok(None) => {}
+                Err(e) => visit(&dir, &jid, Err(e)),
+            }
+            seen.push(jid);
+        }
+    }
+    Ok(())
+}
+
+/// What one job file says, read cheaply; `None` when there is no such job.
+pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Result<Option<JobSummary>, crate::Error> {
     let mtime = dir.job_mtime(jid).map(epoch_secs);
     let mut s = JobSummary::new(dir, jid);
     if let Ok(Some((len, tail))) = dir.read_job_tail(jid, TAIL_READ)
@@ -156,9 +185,11 @@ pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Option<JobSummary> {
         s.apply(&meta);
         s.state = meta.state.unwrap_or(State::Finished);
         s.ended_at = s.ended_at.or(mtime);
-        return Some(s);
+        return Ok(Some(s));
     }
-    let read = inspect(dir, jid).ok()?;
+    let Some(read) = read_job(dir, jid)? else {
+        return Ok(None);
+    };
     match &read.file {
         JobFile::Running(r) => {
             if let Some(m) = &r.meta {
@@ -198,7 +229,7 @@ pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Option<JobSummary> {
     if !s.state.is_done() && lost_reason(dir, jid, &read.file).is_some() {
         s.state = State::Lost;
     }
-    Some(s)
+    Ok(Some(s))
 }
 
 /// The `mode: list` answer.
@@ -208,14 +239,25 @@ pub(crate) fn list(async_dir: &Path) -> Answer {
         changed: bool,
         async_dir: String,
         jobs: Vec<Listed<'a>>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        unreadable: &'a [String],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     }
     match summaries(async_dir) {
-        Ok(jobs) => {
+        Ok(found) => {
             let now = crate::clock::now();
+            let warnings = found
+                .unreadable
+                .iter()
+                .map(|why| format!("a job file could not be read, so it is not listed: {why}"))
+                .collect();
             Answer::module(&Listing {
                 changed: false,
                 async_dir: async_dir.to_string_lossy().into_owned(),
-                jobs: jobs.iter().map(|s| s.listed(now)).collect(),
+                jobs: found.jobs.iter().map(|s| s.listed(now)).collect(),
+                unreadable: &found.unreadable,
+                warnings,
             })
         }
         Err(e) => Answer::module(&crate::failure(e)),

@@ -3,8 +3,7 @@
 //! queued job is never touched, whatever its age.
 
 use super::answer::Answer;
-use super::list::summaries;
-use crate::{AsyncDir, JobId};
+use super::list::each_job;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -21,38 +20,33 @@ struct Pruned {
     errors: Vec<String>,
 }
 
-/// Removes (or, in check mode, names) the jobs that ended over `older_than` ago.
+/// Removes (or, in check mode, names) the jobs that ended over `older_than`
+/// ago, each through the dir it was read from (opened and checked once).
 pub(crate) fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) -> Answer {
     let cutoff = crate::clock::now() - older_than.as_secs_f64();
-    let jobs = match summaries(async_dir) {
-        Ok(j) => j,
-        Err(e) => return Answer::module(&crate::failure(e)),
-    };
     let mut removed = Vec::new();
     let mut kept_running = Vec::new();
-    let mut errors = Vec::new();
-    for job in jobs {
+    let mut errors: Vec<String> = Vec::new();
+    let walked = each_job(async_dir, |dir, jid, read| {
+        let job = match read {
+            Ok(job) => job,
+            // A file that cannot be read cannot be judged: it is kept, and said.
+            Err(e) => return errors.push(format!("kept, as it could not be read: {e}")),
+        };
         let ended = job.ended_at.or(job.started_at).unwrap_or(f64::MAX);
         if ended > cutoff {
-            continue;
+            return;
         }
         if !job.state.is_done() {
-            kept_running.push(job.jid);
-            continue;
+            return kept_running.push(job.jid);
         }
-        if !check_mode {
-            let dir = Path::new(&job.results_file)
-                .parent()
-                .and_then(|d| AsyncDir::open(d).ok().flatten());
-            let (Some(dir), Ok(jid)) = (dir, JobId::parse(&job.jid)) else {
-                continue;
-            };
-            if let Err(e) = dir.remove_job(&jid) {
-                errors.push(e.to_string());
-                continue;
-            }
+        if !check_mode && let Err(e) = dir.remove_job(jid) {
+            return errors.push(e.to_string());
         }
         removed.push(job.jid);
+    });
+    if let Err(e) = walked {
+        return Answer::module(&crate::failure(e));
     }
     let verb = if check_mode {
         "would remove"
