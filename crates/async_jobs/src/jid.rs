@@ -13,8 +13,10 @@ pub const MAX_LEN: usize = 128;
 pub struct JobId(String);
 
 impl JobId {
-    /// Accepts letters, digits, `.`, `_` and `-`, not starting with `.`.
-    /// That admits every id ansible-core (and its older versions) makes.
+    /// Accepts letters, digits, `.`, `_` and `-`, not starting with `.` (a
+    /// hidden name) nor `-` (a command line would take it for an option, and
+    /// `async_status show` could not name it). That admits every id
+    /// ansible-core (and its older versions) makes.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why| Error::BadJobId {
             jid: s.to_string(),
@@ -34,6 +36,9 @@ impl JobId {
         }
         if s.starts_with('.') {
             return Err(bad("it starts with '.'"));
+        }
+        if s.starts_with('-') {
+            return Err(bad("it starts with '-', which would read as an option"));
         }
         Ok(JobId(s.to_string()))
     }
@@ -80,6 +85,8 @@ mod tests {
             "a\0b",
             "j1 2",
             "j1\n",
+            "-x.1081",
+            "--help",
         ] {
             let err = JobId::parse(bad).unwrap_err().to_string();
             assert!(err.contains("is not a job id"), "{bad:?}: {err}");

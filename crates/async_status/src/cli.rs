@@ -1,8 +1,11 @@
 //! `async_status` for people on the host: a table of the jobs in the async
 //! dir, one job in full (with what a running job has written so far), its
 //! output as it is written (`--follow`), or a kill, like `pueue status`. The
-//! same logic as the module answers; only the printing differs.
+//! same logic as the module answers; only the printing differs. What a job
+//! wrote reaches a terminal with its control characters shown, not obeyed
+//! ([`crate::terminal`]); piped, it stays as it is.
 
+use crate::terminal::{Escaper, escaped};
 use async_jobs::clock::iso8601;
 use async_jobs::job::State;
 use async_jobs::status::{Invocation, JobSummary, Jobs, Request, Tail, summaries, summarize};
@@ -11,7 +14,7 @@ use async_jobs::{AsyncDir, JobId};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,6 +95,8 @@ fn parse(words: &[String]) -> Result<Opts, String> {
             "--follow" | "-f" => opts.follow = true,
             "--dir" => opts.dir = PathBuf::from(it.next().ok_or("--dir needs a directory")?),
             "--signal" => opts.signal = Some(it.next().ok_or("--signal needs a signal")?.clone()),
+            // The end of the options: what follows is a job id, whatever it looks like.
+            "--" => opts.rest.extend(it.by_ref().cloned()),
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             other => opts.rest.push(other.to_string()),
         }
@@ -114,9 +119,30 @@ fn ask(opts: &Opts, request: Request) -> (Value, i32) {
 
 fn print_json(v: &Value) {
     match serde_json::to_string_pretty(v) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => print_shown(&format!("{text}\n")),
         Err(e) => eprintln!("async_status: {e}"),
     }
+}
+
+/// Prints text that holds what a job wrote: escaped when stdout is a terminal.
+fn print_shown(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = if out.is_terminal() {
+        out.write_all(&escaped(text.as_bytes()))
+    } else {
+        out.write_all(text.as_bytes())
+    };
+}
+
+/// As [`print_shown`], on stderr, with a line break.
+fn eprint_shown(text: &str) {
+    let line = format!("{text}\n");
+    let mut err = std::io::stderr().lock();
+    let _ = if err.is_terminal() {
+        err.write_all(&escaped(line.as_bytes()))
+    } else {
+        err.write_all(line.as_bytes())
+    };
 }
 
 /// The summary of one job, for the table above `show`.
@@ -165,7 +191,7 @@ fn print_tails(body: &Value) {
             .as_array()
             .map_or(0, Vec::len);
         println!("--- {stream} so far: {total} bytes; the last {shown} lines:");
-        print!("{text}");
+        print_shown(text);
         if !text.is_empty() && !text.ends_with('\n') {
             println!();
         }
@@ -212,6 +238,41 @@ struct Stream {
     file: File,
     offset: u64,
     to_stdout: bool,
+    /// Set when the stream goes to a terminal.
+    escaper: Option<Escaper>,
+}
+
+impl Stream {
+    /// Writes bytes of the job's output to our stdout or stderr, at once.
+    fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let shown;
+        let bytes = match &mut self.escaper {
+            Some(e) => {
+                let mut out = Vec::with_capacity(bytes.len());
+                e.escape(bytes, &mut out);
+                shown = out;
+                &shown[..]
+            }
+            None => bytes,
+        };
+        if self.to_stdout {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()
+        } else {
+            std::io::stderr().lock().write_all(bytes)
+        }
+    }
+
+    /// Ends the stream: a character it left unfinished is shown as bytes.
+    fn finish(&mut self) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        if let Some(e) = &mut self.escaper {
+            e.finish(&mut out);
+        }
+        self.escaper = None;
+        self.emit(&out)
+    }
 }
 
 /// Prints a job's last lines, then its output as it is written, like
@@ -256,7 +317,15 @@ fn follow(opts: &Opts, jid: &str) -> i32 {
             return BROKEN_PIPE;
         }
         if let Some((state, summary)) = state {
-            eprintln!("async_status: job {jid} {}{summary}", state.as_str());
+            for s in streams.iter_mut().flatten() {
+                if s.finish().is_err() {
+                    return BROKEN_PIPE;
+                }
+            }
+            eprint_shown(&format!(
+                "async_status: job {jid} {}{summary}",
+                state.as_str()
+            ));
             return exit_code(state);
         }
         if !dir.has_job(&jid) {
@@ -297,11 +366,16 @@ fn watch_job(dir: &AsyncDir, output_dir: &Path) -> Option<(DirWatch, bool)> {
 /// The job's output files, opened once: they stay readable after the
 /// supervisor removes them. `None` before its module has started.
 fn open_streams(dir: &AsyncDir, jid: &JobId) -> Option<[Stream; 2]> {
+    let terminal = [
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
     dir.open_output(jid).map(|(out, err)| {
         [(out, true), (err, false)].map(|(file, to_stdout)| Stream {
             file,
             offset: 0,
             to_stdout,
+            escaper: terminal[usize::from(!to_stdout)].then(Escaper::default),
         })
     })
 }
@@ -311,7 +385,7 @@ fn print_last_lines(files: &mut [Stream; 2]) -> std::io::Result<()> {
     for s in files.iter_mut() {
         if let Ok((tail, len)) = async_jobs::status::read_tail(&mut s.file, SHOW_LINES) {
             s.offset = len;
-            emit(s.to_stdout, &tail)?;
+            s.emit(&tail)?;
         }
     }
     Ok(())
@@ -319,17 +393,6 @@ fn print_last_lines(files: &mut [Stream; 2]) -> std::io::Result<()> {
 
 /// The exit code when whoever reads the output has gone (like `tail -f | head`).
 const BROKEN_PIPE: i32 = 141;
-
-/// Writes bytes of the job's output to our stdout or stderr, at once.
-fn emit(to_stdout: bool, bytes: &[u8]) -> std::io::Result<()> {
-    if to_stdout {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()
-    } else {
-        std::io::stderr().lock().write_all(bytes)
-    }
-}
 
 /// Writes what each stream gained since its offset, a bounded chunk at a
 /// time; an error only when our own output is closed.
@@ -345,7 +408,7 @@ fn copy_new(files: &mut [Stream; 2]) -> std::io::Result<()> {
                 Ok(n) => n,
             };
             s.offset += n as u64;
-            emit(s.to_stdout, &buf[..n])?;
+            s.emit(&buf[..n])?;
         }
     }
     Ok(())
@@ -387,7 +450,7 @@ fn list(opts: &Opts) -> i32 {
         let now = async_jobs::clock::now();
         let listed: Vec<_> = jobs.iter().map(|s| s.listed(now)).collect();
         match serde_json::to_string(&listed) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => print_shown(&format!("{text}\n")),
             Err(e) => eprintln!("async_status: {e}"),
         }
     } else if jobs.is_empty() {
@@ -437,7 +500,7 @@ fn print_table(jobs: &[JobSummary]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        print_shown(&format!("{}\n", text.join("  ").trim_end()));
     };
     line(head.to_vec());
     for row in &rows {

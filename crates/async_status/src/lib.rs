@@ -6,6 +6,7 @@
 //! arguments and prints.
 
 pub mod cli;
+pub mod terminal;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
