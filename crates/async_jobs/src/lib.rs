@@ -14,6 +14,7 @@
 //! - [`job`]: the states a job file can be in, read in bounded memory;
 //! - [`json`]: stream tools for JSON as Python writes it (sanitize, scan, splice);
 //! - [`output`]: turning a module's raw output into the job's result;
+//! - [`payload`]: a launch's files sent on stdin, and the parts kept by hash;
 //! - [`pool`]: job slots, so at most N jobs of a named pool run at once;
 //! - [`watch`]: waking when the async dir changes, to wait without polling;
 //! - [`status`]: the `async_status` module, from a request to its answer
@@ -27,6 +28,7 @@ pub mod job;
 pub mod json;
 pub mod output;
 pub mod paths;
+pub mod payload;
 pub mod pool;
 pub mod status;
 pub mod store;

@@ -117,6 +117,11 @@ impl AsyncDir {
         &self.path
     }
 
+    /// The dir's own descriptor, for the files this crate keeps in it.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// Where the job's file is, as reported to the controller (`results_file`).
     pub fn job_path(&self, jid: &JobId) -> PathBuf {
         self.path.join(jid.as_str())

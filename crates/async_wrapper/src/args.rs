@@ -25,6 +25,8 @@ pub struct WrapperArgs {
     pub args_file: Option<PathBuf>,
     /// Whether the module's tmp dir must be left in place when the job ends.
     pub preserve_tmp: bool,
+    /// Whether the controller asked for that (`-preserve_tmp`, or `true`).
+    pub preserve_asked: bool,
     /// The command to run, when the controller gives it whole (2.21 on);
     /// before, it is the module through its `#!` line plus the args file.
     pub command: Option<Vec<OsString>>,
@@ -90,6 +92,7 @@ impl WrapperArgs {
             module,
             args_file,
             preserve_tmp,
+            preserve_asked: flag.is_some(),
             command: None,
         })
     }
@@ -124,6 +127,7 @@ impl WrapperArgs {
             module,
             args_file: None,
             preserve_tmp: argv[2] == "true",
+            preserve_asked: argv[2] == "true",
             command: Some(command),
         })
     }
@@ -141,6 +145,14 @@ impl WrapperArgs {
             Some(args) => format!("{} {}", self.module.display(), args.display()),
             None => self.module.display().to_string(),
         }
+    }
+
+    /// The arguments of a launch whose files came on stdin: the folder they
+    /// were written to is the job's, removed when it ends unless the
+    /// controller asked to keep its files.
+    pub fn received(mut self) -> Self {
+        self.preserve_tmp = self.preserve_asked;
+        self
     }
 
     /// The tmp dir the wrapper removes when the job ends, if it owns it.
