@@ -19,9 +19,13 @@ import os
 
 import pytest
 
-from helpers import MODULES_DIR, PYTHON, VENV_BIN, ansible_minor, ansible_version, collections_path
+from helpers import CALLBACKS_DIR, MODULES_DIR, PYTHON, VENV_BIN, ansible_minor, ansible_version, collections_path
 
 IMPL = os.environ.get("ASYNC_IMPL", "native")
+# With the native modules, the one-command hook (the fast_async callback) is
+# on, as the README's setup has it; NATIVE_ASYNC_HOOK=0 runs the suites
+# without it (ansible-core's own launch and lookup commands).
+HOOK = os.environ.get("NATIVE_ASYNC_HOOK", "1") not in ("", "0", "false", "False", "no")
 CONNECTION = os.environ.get("NATIVE_ASYNC_CONNECTION", "local")
 PIPELINING = os.environ.get("NATIVE_ASYNC_PIPELINING", "0") not in ("", "0", "false", "False", "no")
 _SSHD = []  # the session's sshd, when CONNECTION is ssh (the `_connection` fixture)
@@ -56,6 +60,8 @@ def base_env(tmp_path, library=None):
         env["ANSIBLE_LIBRARY"] = str(MODULES_DIR)
     else:
         env.pop("ANSIBLE_LIBRARY", None)
+    if native_active() and HOOK:
+        env["ANSIBLE_CALLBACK_PLUGINS"] = str(CALLBACKS_DIR)
     return env
 
 

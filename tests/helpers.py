@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("NATIVE_ASYNC_VENV", ROOT / ".venv")).absolute() / "bin"
 MODULES_DIR = ROOT / "ansible_collection" / "plugins" / "modules"
+# The fast_async callback (the one-command hook), as the README's setup puts it on the path.
+CALLBACKS_DIR = ROOT / "ansible_collection" / "plugins" / "callback"
 PYTHON = "/usr/bin/python3"
 
 
