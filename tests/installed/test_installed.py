@@ -147,7 +147,7 @@ def test_async_task_and_status_run_the_installed_binary(tmp_path, inv, installed
     install(inv, installed_env)
     path = assert_installed()
     _, v = play(tmp_path, inv, installed_env, """
-- shell: sleep 3; echo "from $0"
+- shell: echo "from $0"; sleep 3
   async: 30
   poll: 0
   register: job

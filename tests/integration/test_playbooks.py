@@ -252,7 +252,7 @@ def test_throttle_and_free_strategy(tmp_path, inventory, env, style):
     extra = "  strategy: free\n" if style == "free" else ""
     throttle = "  throttle: 2\n" if style == "throttle" else ""
     play(tmp_path, inventory, env, f"""
-- shell: "sleep 1; echo {{{{ inventory_hostname }}}}"
+- shell: "echo {{{{ inventory_hostname }}}}; sleep 1"
   async: 30
   poll: 0
   register: job

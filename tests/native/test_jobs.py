@@ -22,7 +22,7 @@ STATUS_BIN = MODULES_DIR / "async_status"
 
 def test_wait_returns_when_the_job_ends(tmp_path, inventory, collection_env):
     _, v = play(tmp_path, inventory, collection_env, """
-- shell: "sleep 2; echo slept"
+- shell: "echo slept; sleep 2"
   async: 60
   poll: 0
   register: job
@@ -252,7 +252,7 @@ def test_prune_never_touches_a_running_job(tmp_path, inventory, collection_env, 
 
 def test_a_pool_of_two_runs_ten_jobs_two_at_a_time_in_order(tmp_path, inventory, collection_env, async_dir):
     _, v = play(tmp_path, inventory, collection_env, """
-- shell: "sleep 0.7; echo job-{{ item }}"
+- shell: "echo job-{{ item }}; sleep 0.7"
   async: 2
   poll: 0
   loop: "{{ range(10) | list }}"

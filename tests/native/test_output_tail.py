@@ -280,7 +280,7 @@ def test_command_and_shell_show_nothing_until_they_end(tmp_path, inventory, tail
     """What the docs say: their module keeps the command's output in its own
     process and prints it at the end, so the tail is empty while they run."""
     _, v = play(tmp_path, inventory, tail_env, """
-- shell: "echo started; sleep 3; echo done"
+- shell: "echo started; sleep 3; echo done; sleep 1"
   async: 60
   poll: 0
   register: job

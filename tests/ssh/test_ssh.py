@@ -245,7 +245,7 @@ def test_a_50_host_fleet_fires_3_jobs_each_then_waits_then_cleans_up(tmp_path, s
     inv.write_text("\n".join(lines) + "\n")
     out = tmp_path / "fleet.json"
     pb = write_play(tmp_path / "fleet.yml", f"""
-- shell: "sleep 2; echo {{{{ inventory_hostname }}}}-{{{{ item }}}}"
+- shell: "echo {{{{ inventory_hostname }}}}-{{{{ item }}}}; sleep 2"
   async: 120
   poll: 0
   loop: [a, b, c]
