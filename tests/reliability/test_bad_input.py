@@ -28,12 +28,23 @@ def run_wrapper(args, async_dir):
     (["j1", "5", "MOD", "/nonexistent/args"], "the args file /nonexistent/args does not exist"),
     (["j1", "5", "MOD", "_", "-keep"], "unknown option"),
     (["../j1", "5", "MOD", "_"], "is not a job id"),
+    # The fallback took these (Python's int() reads " 5" and "1_0"), tracebacked
+    # on a folder, hung on a FIFO: the native wrapper's checks and words.
+    (["j1", " 5", "MOD", "_"], "whole number of seconds"),
+    (["j1", "1_0", "MOD", "_"], "whole number of seconds"),
+    (["j1", "5", "FOLDER", "_"], "is not a file"),
+    (["j1", "5", "FIFO", "_"], "is not a file"),
+    (["j1", "5", "MOD", "FIFO"], "does not exist or is not a file"),
+    (["-5", "5", "MOD", "_"], "is not a job id: it starts with '-'"),
 ])
 def test_malformed_wrapper_invocations(tmp_path, args, expected):
     mod = module(tmp_path, "echo '{}'\n")
     noexec = tmp_path / "binary"
     noexec.write_bytes(b"\x7fELF\x02\x01\x01")
-    args = [str(mod) if a == "MOD" else str(noexec) if a == "NOEXEC" else a for a in args]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    places = {"MOD": mod, "NOEXEC": noexec, "FOLDER": tmp_path, "FIFO": fifo}
+    args = [str(places.get(a, a)) for a in args]
     async_dir = tmp_path / "async"
     rc, out = run_wrapper(args, async_dir)
     assert rc == 1 and out["failed"] is True and expected in out["msg"], out
@@ -51,10 +62,36 @@ def test_malformed_wrapper_invocations(tmp_path, args, expected):
     ('{"_async_dir": "/tmp"}', "missing required arguments: jid"),
     ('{"jid": "j1.1"}', "missing required arguments: _async_dir"),
     ('{"jid": ["j1.1"], "_async_dir": "/tmp"}', "jid is of type list"),
+    ('{"jid": "j1.1", "_async_dir": "/tmp", "signal": "TERM"}', "signal only applies to mode=kill"),
+    ('{"jid": "j1.1", "jids": ["j1.1"], "_async_dir": "/tmp"}', "parameters are mutually exclusive: jid|jids"),
+    ('{"jids": [], "_async_dir": "/tmp"}', "jids is empty"),
+    ('{"jids": [{"a": 1}], "_async_dir": "/tmp"}', "one element is a dict"),
+    ('{"jid": "j1.1", "_async_dir": {"a": 1}}', "_async_dir is of type dict"),
 ])
 def test_malformed_status_invocations(tmp_path, raw, expected):
     rc, out = status(tmp_path, None, raw=raw)
     assert rc == 1 and out["failed"] is True and expected in out["msg"], out
+
+
+def test_a_number_as_the_async_dir_is_a_path_not_a_traceback(tmp_path, monkeypatch):
+    # AnsibleModule makes a str of it; the fallback tracebacked.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "5").mkdir(mode=0o700)
+    (tmp_path / "5" / "j1.1").write_text('{"rc": 0, "here": true}')
+    rc, out = status(tmp_path, None, raw='{"jid": "j1.1", "_async_dir": 5}')
+    assert (rc, out["finished"], out.get("here")) == (0, True, True), out
+
+
+@pytest.mark.parametrize("mode", ["status", "cleanup"])
+def test_a_jid_naming_a_folder_gets_one_clear_error(tmp_path, mode):
+    async_dir = tmp_path / "async"
+    (async_dir / "j1.1").mkdir(parents=True)
+    async_dir.chmod(0o700)
+    rc, out = status(tmp_path, {"jid": "j1.1", "_async_dir": str(async_dir), "mode": mode})
+    assert rc == 1 and out["failed"] is True and out["finished"] is True, out
+    want = "it is a directory, not a regular file" if mode == "status" else "could not remove the job file"
+    assert want in out["msg"] and str(async_dir / "j1.1") in out["msg"], out
+    assert (async_dir / "j1.1").is_dir()
 
 
 def test_status_without_or_with_a_missing_args_file(tmp_path):

@@ -16,8 +16,14 @@ import pytest
 from helpers import host_arch, launcher_table, pids_with
 from jobs import STATUS, WRAPPER, kill_all, launch, module, status, wait_finished
 
+# What the Python fallback does not do, and why its run of a test is skipped (conftest.py).
+NEEDS_KILL = pytest.mark.native_only("mode: kill needs the native async_status binary")
+NEEDS_PRUNE = pytest.mark.native_only("mode: prune needs the native async_status binary")
+BINARY_CACHE = pytest.mark.native_only("the launcher's binary cache: the fallback runs no binary")
+POOLS = pytest.mark.native_only("job pools need the native supervisor: the fallback starts every job at once")
 
-@pytest.mark.parametrize("mode", ["status", "kill", "cleanup"])
+
+@pytest.mark.parametrize("mode", ["status", pytest.param("kill", marks=NEEDS_KILL), "cleanup"])
 def test_a_fifo_planted_as_a_job_file_is_refused_at_once(tmp_path, mode):
     d = tmp_path / "async"
     d.mkdir(mode=0o700)
@@ -187,6 +193,7 @@ def trusted_home():
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
+@BINARY_CACHE
 def test_a_cache_file_that_fails_a_check_never_runs(tmp_path, trusted_home, case):
     if os.geteuid() != 0:
         pytest.skip("planting another user's files needs root")
@@ -201,6 +208,7 @@ def test_a_cache_file_that_fails_a_check_never_runs(tmp_path, trusted_home, case
         assert tree(untouchable) == before, "nothing was written into a folder another user controls"
 
 
+@BINARY_CACHE
 def test_the_same_planted_file_runs_when_every_check_passes(tmp_path, trusted_home):
     """The control of the test above: its setup with the modes right does run
     the cached file, so what refuses the others is the checks."""
@@ -214,6 +222,7 @@ def test_the_same_planted_file_runs_when_every_check_passes(tmp_path, trusted_ho
     assert marker.exists() and json.loads(proc.stdout).get("planted") is True, (proc.stdout, proc.stderr)
 
 
+@BINARY_CACHE
 def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, trusted_home):
     home = trusted_home / "home"
     home.mkdir(mode=0o700)
@@ -243,6 +252,7 @@ def test_a_trusted_cache_is_used_and_a_bad_payload_is_never_cached(tmp_path, tru
     assert not (home2 / ".cache" / "native_async_jobs" / binary_name()).exists()
 
 
+@BINARY_CACHE
 def test_a_missing_xdg_cache_home_is_made_private_and_a_relative_one_is_ignored(tmp_path, trusted_home):
     home = trusted_home / "home"
     home.mkdir(mode=0o700)
@@ -262,6 +272,7 @@ def test_a_missing_xdg_cache_home_is_made_private_and_a_relative_one_is_ignored(
     assert (home / ".cache" / "native_async_jobs" / binary_name()).is_file()
 
 
+@BINARY_CACHE
 def test_a_cache_that_cannot_be_trusted_is_said_in_the_launch(tmp_path, trusted_home):
     home = trusted_home / "home"
     (home / ".cache").mkdir(parents=True, mode=0o700)
@@ -274,6 +285,7 @@ def test_a_cache_that_cannot_be_trusted_is_said_in_the_launch(tmp_path, trusted_
     assert warned and str(home / ".cache" / "native_async_jobs") in warned[0], out
 
 
+@BINARY_CACHE
 def test_root_without_home_creates_nothing_outside_its_folders(tmp_path):
     if os.geteuid() != 0 or Path("/nonexistent").exists():
         pytest.skip("needs root and no /nonexistent")
@@ -289,7 +301,7 @@ def test_root_without_home_creates_nothing_outside_its_folders(tmp_path):
     pytest.param('{"rc": 0, "big": 1e999, "neg": -1e999}', id="beyond f64"),
     pytest.param('{"rc": 0, "x": NaN, "y": Infinity, "z": -Infinity}', id="NaN and Infinity"),
 ])
-def test_results_python_reads_are_finished_and_returned(tmp_path, body):
+def test_results_python_reads_are_finished_and_returned(tmp_path, body, impl):
     mod = module(tmp_path, "cat <<'END'\n%s\nEND\n" % body)
     _, out = launch(tmp_path / "async", mod)
     jid = out["ansible_job_id"]
@@ -307,14 +319,21 @@ def test_results_python_reads_are_finished_and_returned(tmp_path, body):
     assert json.dumps(st, sort_keys=True) == json.dumps(expected, sort_keys=True)
     # The other modes read the same file: ended for each of them.
     d = str(tmp_path / "async")
-    _, listing = status(tmp_path, {"mode": "list", "_async_dir": d})
-    assert [(j["jid"], j["state"]) for j in listing["jobs"]] == [(jid, "finished")], listing
+    if impl == "fallback":
+        # The fallback answers status and cleanup only; list and prune say what they need.
+        for args in ({"mode": "list"}, {"mode": "prune", "older_than": 0}):
+            rc, refused = status(tmp_path, dict(args, _async_dir=d))
+            assert rc == 1 and "needs the native async_status binary" in refused["msg"], refused
+    else:
+        _, listing = status(tmp_path, {"mode": "list", "_async_dir": d})
+        assert [(j["jid"], j["state"]) for j in listing["jobs"]] == [(jid, "finished")], listing
     started = time.monotonic()
     rc, waited = status(tmp_path, {"jids": [jid], "wait": 30, "_async_dir": d})
     assert rc == 0 and waited["finished"] is True and waited["pending"] == [], waited
     assert time.monotonic() - started < 10, "wait saw the job ended, it did not wait out its time"
-    rc, pruned = status(tmp_path, {"mode": "prune", "older_than": 0, "_async_dir": d})
-    assert rc == 0 and pruned["removed"] == [jid] and pruned["kept_running"] == [], pruned
+    if impl == "native":
+        rc, pruned = status(tmp_path, {"mode": "prune", "older_than": 0, "_async_dir": d})
+        assert rc == 0 and pruned["removed"] == [jid] and pruned["kept_running"] == [], pruned
 
 
 def test_a_corrupt_job_file_is_a_finished_failure(tmp_path):
@@ -346,6 +365,8 @@ def test_a_disk_filled_by_the_job_itself_is_reported_as_what_it_was(tmp_path):
 
 # --- mode: kill on a lost job (issue 10, 6) ----------------------------------
 
+@pytest.mark.native_only("mode: kill needs the native async_status binary, and only the native supervisor "
+                         "records the module's identity for it")
 def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
     marker = f"lost-job-{os.getpid()}-{time.monotonic_ns()}"
     sleeper = f"python3 -c 'import time; time.sleep(300)' {marker}"
@@ -379,6 +400,8 @@ def test_kill_stops_what_is_left_of_a_lost_job(tmp_path):
         kill_all(pids_with(marker))
 
 
+@pytest.mark.native_only("the fallback names its module in the result only: it has no kill of a lost job to read "
+                         "the running record")
 def test_the_module_is_recorded_before_it_runs_its_first_line(tmp_path):
     # Were the module's identity written after its exec, a supervisor killed
     # in between (or a loaded host running the child first: CI once did)
@@ -414,9 +437,9 @@ def test_numbers_out_of_range_refuse_the_launch_and_leave_nothing(tmp_path, limi
 
 
 @pytest.mark.parametrize("body", [
-    pytest.param('{"mode": "prune", "older_than": ""}', id="empty older_than"),
-    pytest.param('{"mode": "prune", "older_than": 1.8e19}', id="older_than 1.8e19"),
-    pytest.param('{"mode": "prune", "older_than": "2e19s"}', id="older_than 2e19s"),
+    pytest.param('{"mode": "prune", "older_than": ""}', id="empty older_than", marks=NEEDS_PRUNE),
+    pytest.param('{"mode": "prune", "older_than": 1.8e19}', id="older_than 1.8e19", marks=NEEDS_PRUNE),
+    pytest.param('{"mode": "prune", "older_than": "2e19s"}', id="older_than 2e19s", marks=NEEDS_PRUNE),
     pytest.param('{"jid": "j1.1", "wait": 1e300}', id="wait 1e300"),
 ])
 def test_ages_and_waits_out_of_range_get_one_clear_error(tmp_path, body):
@@ -452,6 +475,8 @@ print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
+@pytest.mark.native_only("the fallback reads a job file whole, up to 256 MiB, and refuses a larger one "
+                         "(tests/platforms checks that refusal): this one is 300 MiB")
 def test_the_status_of_a_huge_result_streams_in_bounded_memory(tmp_path):
     d = tmp_path / "async"
     d.mkdir(mode=0o700)
@@ -481,6 +506,7 @@ def test_the_status_of_a_huge_result_streams_in_bounded_memory(tmp_path):
 
 @pytest.mark.parametrize("damage", [b"", b"\xff\xfe7", b"18446744073709551615", b"99999999999999999"],
                          ids=["empty", "not UTF-8", "the largest u64", "more digits than a ticket had"])
+@POOLS
 def test_a_damaged_pool_counter_never_lets_a_job_jump_the_queue(tmp_path, damage):
     d = tmp_path / "async"
     pool = {"NATIVE_ASYNC_POOL": "solo", "NATIVE_ASYNC_POOL_SIZE": "1"}
@@ -498,6 +524,7 @@ def test_a_damaged_pool_counter_never_lets_a_job_jump_the_queue(tmp_path, damage
     assert wait_finished(second["results_file"])["second"] is True
 
 
+@POOLS
 def test_a_folder_in_place_of_the_pool_counter_is_named_in_the_error(tmp_path):
     d = tmp_path / "async"
     (d / ".pool-solo" / ".seq").mkdir(parents=True)

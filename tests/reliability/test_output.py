@@ -10,7 +10,7 @@ from jobs import launch, module, read_job, status, wait_finished
 MB = 1024 * 1024
 
 
-def test_200_mb_of_output_leaves_the_supervisor_memory_flat(tmp_path):
+def test_200_mb_of_output_leaves_the_supervisor_memory_flat(tmp_path, impl):
     size = 200 * MB
     mod = module(tmp_path, f"""
 printf '{{"changed": false, "big": "'
@@ -22,6 +22,7 @@ echo "trailing junk"
     _, out = launch(async_dir, mod, limit=300)
     supervisor = read_job(out["results_file"])["supervisor"]["pid"]
     peak = [0]
+    idle = mem_kb(supervisor, "VmRSS") or 0  # while the module prints, before the supervisor reads a byte
     done = threading.Event()
 
     def sample():
@@ -39,9 +40,14 @@ echo "trailing junk"
     finally:
         done.set()
         sampler.join()
-    print(f"supervisor peak RSS while handling {size // MB} MB of output: {peak[0]} kB")
+    print(f"supervisor peak RSS while handling {size // MB} MB of output: {peak[0]} kB (at the start {idle} kB)")
     assert peak[0] > 0, "the supervisor was sampled"
-    assert peak[0] < 16 * 1024, f"supervisor RSS grew to {peak[0]} kB"
+    if impl == "fallback":
+        # Python alone takes about 14 MB before reading a byte: what must stay
+        # flat is what the output adds (the fallback once held it all, 3x over).
+        assert peak[0] - idle < 16 * 1024, f"supervisor RSS grew from {idle} kB to {peak[0]} kB"
+    else:
+        assert peak[0] < 16 * 1024, f"supervisor RSS grew to {peak[0]} kB"
     assert len(result["big"]) == size and result["big"].strip("x") == ""
     assert result["warnings"] == ["Module invocation had junk after the JSON data: trailing junk"]
     # The capture files went with the result.
