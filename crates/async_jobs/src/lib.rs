@@ -16,9 +16,11 @@
 //! - [`output`]: turning a module's raw output into the job's result;
 //! - [`payload`]: a launch's files sent on stdin, and the parts kept by hash;
 //! - [`pool`]: job slots, so at most N jobs of a named pool run at once;
-//! - [`watch`]: waking when the async dir changes, to wait without polling;
-//! - [`status`]: the `async_status` module, from a request to its answer
-//!   (status, cleanup, wait, kill, list, prune, output tails).
+//! - [`watch`]: waking when the async dir changes, to wait without polling.
+//!
+//! The modules built on it live in the crates that bear their names:
+//! `async_wrapper` (the launch and the supervisor) and `async_status` (a
+//! request, its handlers and its answer).
 
 pub mod clock;
 pub mod duration;
@@ -30,7 +32,6 @@ pub mod output;
 pub mod paths;
 pub mod payload;
 pub mod pool;
-pub mod status;
 pub mod store;
 pub mod watch;
 

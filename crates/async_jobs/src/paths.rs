@@ -81,11 +81,18 @@ pub fn module_path_arg(value: &str) -> PathBuf {
     PathBuf::from(expand_user(&expand_vars(value)))
 }
 
+/// The async dir argument: its variables expanded, a leading `~` kept for
+/// [`home_variants`] (which home it means is for the lookup to find out).
+pub fn async_dir_arg(value: &str) -> PathBuf {
+    PathBuf::from(expand_vars(value))
+}
+
 /// The places a job may be when the async dir was given as `path`: the path
-/// itself, then the same path under each other home of this user. ansible-core's
-/// wrapper expands `~` with `$HOME` while its action plugin asks the passwd entry
-/// (`echo ~user`); where they differ a job is written under one and looked for
-/// under the other (ansible issues 35778, 77257, 81805, 39699).
+/// itself (a leading `~` expanded with `$HOME`, as the wrapper does), then
+/// the same path under each other home of this user. ansible-core's wrapper
+/// expands `~` with `$HOME` while its action plugin asks the passwd entry
+/// (`echo ~user`); where they differ a job is written under one and looked
+/// for under the other (ansible issues 35778, 77257, 81805, 39699).
 pub fn home_variants(path: &Path) -> Vec<PathBuf> {
     let homes: Vec<PathBuf> = [std::env::var("HOME").ok(), passwd_home(None)]
         .into_iter()
@@ -93,7 +100,14 @@ pub fn home_variants(path: &Path) -> Vec<PathBuf> {
         .map(PathBuf::from)
         .filter(|h| h.is_absolute() && h.parent().is_some())
         .collect();
-    home_variants_with(path, &homes)
+    let expanded = PathBuf::from(expand_user(&path.to_string_lossy()));
+    home_variants_with(&expanded, &homes)
+}
+
+/// Whether `path` names a home only through `~`: every place it can mean is
+/// then a guess (the controller did not expand it), none more the named one.
+pub fn home_relative(path: &Path) -> bool {
+    path.to_string_lossy().starts_with('~')
 }
 
 fn home_variants_with(path: &Path, homes: &[PathBuf]) -> Vec<PathBuf> {

@@ -5,10 +5,10 @@
 //! wrote reaches a terminal with its control characters shown, not obeyed
 //! ([`crate::terminal`]); piped, it stays as it is.
 
+use crate::module::{Invocation, JobSummary, Jobs, Request, Tail, summaries, summarize};
 use crate::terminal::{Escaper, escaped};
 use async_jobs::clock::iso8601;
 use async_jobs::job::State;
-use async_jobs::status::{Invocation, JobSummary, Jobs, Request, Tail, summaries, summarize};
 use async_jobs::watch::DirWatch;
 use async_jobs::{AsyncDir, JobId};
 use serde_json::Value;
@@ -107,7 +107,7 @@ fn parse(words: &[String]) -> Result<Opts, String> {
 /// Answers a request as the module would; the body and the module's exit code.
 fn ask(opts: &Opts, request: Request) -> (Value, i32) {
     let inv = Invocation::new(request, opts.dir.clone());
-    let mut reply = async_jobs::status::answer(&inv).into_reply(&inv.module_args);
+    let mut reply = crate::module::answer(&inv).into_reply(&inv.module_args);
     let mut body = reply.body.to_value().unwrap_or_else(
         |e| serde_json::json!({"failed": true, "msg": format!("could not read the answer: {e}")}),
     );
@@ -205,7 +205,7 @@ fn print_tails(body: &Value) {
 
 fn kill(opts: &Opts, jid: &str) -> i32 {
     let signal = opts.signal.as_deref().unwrap_or("TERM");
-    let Some(signal) = async_jobs::status::parse_signal(&signal.into()) else {
+    let Some(signal) = crate::module::parse_signal(&signal.into()) else {
         return usage_error(&format!("not a signal: {signal}"));
     };
     let (body, rc) = ask(
@@ -383,7 +383,7 @@ fn open_streams(dir: &AsyncDir, jid: &JobId) -> Option<[Stream; 2]> {
 /// Like `tail -f`: the last lines written so far, and reading on from there.
 fn print_last_lines(files: &mut [Stream; 2]) -> std::io::Result<()> {
     for s in files.iter_mut() {
-        if let Ok((tail, len)) = async_jobs::status::read_tail(&mut s.file, SHOW_LINES) {
+        if let Ok((tail, len)) = crate::module::read_tail(&mut s.file, SHOW_LINES) {
             s.offset = len;
             s.emit(&tail)?;
         }

@@ -2,10 +2,11 @@
 //! `-` reads the arguments from stdin, `--args <json>` from the command line,
 //! as the action plugin's one-round-trip lookup passes them), and, given a
 //! command word (`list`, `show`, `kill`), a tool for people on the host
-//! ([`cli`]). All the logic is in `async_jobs::status`; this only reads the
-//! arguments and prints.
+//! ([`cli`]). The module itself, from a request to its answer, is
+//! [`module`]; the job model it reads is `async_jobs`.
 
 pub mod cli;
+pub mod module;
 pub mod terminal;
 
 use std::ffi::OsString;
@@ -42,8 +43,8 @@ pub fn run(argv: &[OsString]) -> i32 {
         }),
     };
     let mut reply = match args {
-        Ok(bytes) => async_jobs::status::run(&bytes),
-        Err(msg) => async_jobs::status::Reply::failed(msg),
+        Ok(bytes) => module::run(&bytes),
+        Err(msg) => module::Reply::failed(msg),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());

@@ -75,7 +75,7 @@ fn readers_never_see_a_partial_job_file() {
             let bytes = std::fs::read(&args).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 check(
-                    &async_jobs::status::run(&bytes).body.to_value().unwrap(),
+                    &async_status::module::run(&bytes).body.to_value().unwrap(),
                     &seen,
                 );
             }

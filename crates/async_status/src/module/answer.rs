@@ -3,9 +3,9 @@
 //! memory ([`Body::Job`]); the module's own answers are small objects, most
 //! of them fixed shapes built from the structs below.
 
-use crate::job::JobText;
-use crate::json::{Member, Scanned};
-use crate::{Object, failure};
+use async_jobs::job::JobText;
+use async_jobs::json::{Member, Scanned};
+use async_jobs::{Object, failure};
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{self, Write};

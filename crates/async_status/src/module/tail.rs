@@ -162,7 +162,7 @@ fn stream_keys(name: &str, bytes: &[u8], total: u64, lines: usize) -> Vec<(Strin
     ];
     if std::str::from_utf8(bytes).is_err() {
         let mut b64 = Vec::new();
-        if crate::json::write_base64(bytes, &mut b64).is_ok()
+        if async_jobs::json::write_base64(bytes, &mut b64).is_ok()
             && let Ok(v) = serde_json::from_slice::<Value>(&b64)
         {
             keys.push((format!("{name}_tail_base64"), v));

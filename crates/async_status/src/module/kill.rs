@@ -6,9 +6,9 @@
 
 use super::answer::Answer;
 use super::inspect::{inspect, job_status, lost_reason};
-use crate::job::{JobFile, LEFT_KEY, Record, left_said};
-use crate::watch::DirWatch;
-use crate::{AsyncDir, JobId};
+use async_jobs::job::{JobFile, LEFT_KEY, Record, left_said};
+use async_jobs::watch::DirWatch;
+use async_jobs::{AsyncDir, JobId};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -138,7 +138,7 @@ fn kill_supervised(dir: &AsyncDir, jid: &JobId, supervisor: &Identity, first: Si
     let Some((state, left)) = ended else {
         return ended_meanwhile(dir, jid);
     };
-    let killed = state == crate::job::State::Killed;
+    let killed = state == async_jobs::job::State::Killed;
     if killed && !left.is_empty() {
         let msg = format!(
             "job {jid} killed, but not all of it: {} to its processes, then SIGKILL; {}",
@@ -205,14 +205,14 @@ fn kill_lost(jid: &JobId, record: &Record, why: String, first: Signal, check_mod
             ..Killed::new(jid, true, false, msg)
         });
     }
-    let grace = crate::duration::kill_grace().unwrap_or(crate::duration::DEFAULT_GRACE);
+    let grace = async_jobs::duration::kill_grace().unwrap_or(async_jobs::duration::DEFAULT_GRACE);
     let stopped = supervise::stop_orphans(&module, session, first, grace);
     let msg = if stopped.left.is_empty() {
         format!(
             "job {jid} is lost ({why}); what was left of it (pids {:?}) was killed: {} first, SIGKILL after {}",
             stopped.stopped,
             first.as_str(),
-            crate::duration::display(grace)
+            async_jobs::duration::display(grace)
         )
     } else {
         format!(

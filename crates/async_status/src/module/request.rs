@@ -3,8 +3,8 @@
 //! match on messages keep working), then the rules of the mode make the
 //! [`Request`].
 
-use crate::duration;
-use crate::{Object, paths::module_path_arg};
+use async_jobs::duration;
+use async_jobs::{Object, paths::async_dir_arg};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -137,7 +137,7 @@ impl Invocation {
         module_args.insert("mode".into(), coerced.mode.name().into());
         Ok(Invocation {
             request,
-            async_dir: module_path_arg(&coerced.async_dir),
+            async_dir: async_dir_arg(&coerced.async_dir),
             check_mode: args.get("_ansible_check_mode") == Some(&Value::Bool(true)),
             module_args,
         })

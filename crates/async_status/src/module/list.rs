@@ -4,9 +4,9 @@
 
 use super::answer::Answer;
 use super::inspect::{homes, lost_reason, read_job};
-use crate::clock::{epoch_secs, iso8601};
-use crate::job::{JobFile, JobMeta, JobText, State, meta_in_tail};
-use crate::{AsyncDir, JobId};
+use async_jobs::clock::{epoch_secs, iso8601};
+use async_jobs::job::{JobFile, JobMeta, JobText, State, meta_in_tail};
+use async_jobs::{AsyncDir, JobId};
 use serde::Serialize;
 use std::path::Path;
 
@@ -155,7 +155,7 @@ pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
 /// dir was listed is no job any more, and is passed over.
 pub(crate) fn each_job(
     async_dir: &Path,
-    mut visit: impl FnMut(&AsyncDir, &JobId, Result<JobSummary, crate::Error>),
+    mut visit: impl FnMut(&AsyncDir, &JobId, Result<JobSummary, async_jobs::Error>),
 ) -> Result<(), String> {
     let mut seen: Vec<JobId> = Vec::new();
     for dir in homes(async_dir).map_err(|e| e.to_string())? {
@@ -175,7 +175,7 @@ pub(crate) fn each_job(
 }
 
 /// What one job file says, read cheaply; `None` when there is no such job.
-pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Result<Option<JobSummary>, crate::Error> {
+pub fn summarize(dir: &AsyncDir, jid: &JobId) -> Result<Option<JobSummary>, async_jobs::Error> {
     let mtime = dir.job_mtime(jid).map(epoch_secs);
     let mut s = JobSummary::new(dir, jid);
     if let Ok(Some((len, tail))) = dir.read_job_tail(jid, TAIL_READ)
@@ -246,7 +246,7 @@ pub(crate) fn list(async_dir: &Path) -> Answer {
     }
     match summaries(async_dir) {
         Ok(found) => {
-            let now = crate::clock::now();
+            let now = async_jobs::clock::now();
             let warnings = found
                 .unreadable
                 .iter()
@@ -254,12 +254,14 @@ pub(crate) fn list(async_dir: &Path) -> Answer {
                 .collect();
             Answer::module(&Listing {
                 changed: false,
-                async_dir: async_dir.to_string_lossy().into_owned(),
+                async_dir: async_jobs::paths::home_variants(async_dir)[0]
+                    .to_string_lossy()
+                    .into_owned(),
                 jobs: found.jobs.iter().map(|s| s.listed(now)).collect(),
                 unreadable: &found.unreadable,
                 warnings,
             })
         }
-        Err(e) => Answer::module(&crate::failure(e)),
+        Err(e) => Answer::module(&async_jobs::failure(e)),
     }
 }

@@ -3,28 +3,48 @@
 //! prune) are built on these.
 
 use super::answer::{Answer, Body, JobFailure};
-use crate::job::{JobFile, JobText, META_KEY, Outcome, Record};
-use crate::{AsyncDir, JobId};
+use async_jobs::job::{JobFile, JobText, META_KEY, Outcome, Record};
+use async_jobs::{AsyncDir, JobId};
 use serde_json::Value;
 use std::path::Path;
 use supervise::identity::Liveness;
 
 /// The async dirs a request looks in, opened: the dir as given, then the
 /// same path under this user's other home (see
-/// [`crate::paths::home_variants`]). The dir the controller named must be
+/// [`async_jobs::paths::home_variants`]). The dir the controller named must be
 /// usable (an unsafe one is an error); another home is only a guess, and
 /// skipped when it is not.
-pub(crate) fn homes(async_dir: &Path) -> Result<Vec<AsyncDir>, crate::Error> {
+///
+/// A dir given with `~` (the fast path leaves it for the host to expand)
+/// names no home for sure: then a place that cannot be used is skipped as
+/// any guess is, and its error is the answer only when no place could be
+/// looked in (the builtin, which expands `~` with the passwd home alone,
+/// would say "could not find job" there too).
+pub(crate) fn homes(async_dir: &Path) -> Result<Vec<AsyncDir>, async_jobs::Error> {
+    let guessed = async_jobs::paths::home_relative(async_dir);
     let mut dirs = Vec::new();
-    for (i, place) in crate::paths::home_variants(async_dir).iter().enumerate() {
+    let mut looked = false;
+    let mut first_error = None;
+    for (i, place) in async_jobs::paths::home_variants(async_dir)
+        .iter()
+        .enumerate()
+    {
         match AsyncDir::open(place) {
-            Ok(Some(dir)) => dirs.push(dir),
-            Ok(None) => {}
-            Err(e) if i == 0 => return Err(e),
-            Err(_) => {}
+            Ok(Some(dir)) => {
+                looked = true;
+                dirs.push(dir);
+            }
+            Ok(None) => looked = true,
+            Err(e) if i == 0 && !guessed => return Err(e),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(dirs)
+    match first_error {
+        Some(e) if !looked => Err(e),
+        _ => Ok(dirs),
+    }
 }
 
 /// Finds the dir that holds a job, or answers why there is none.
@@ -34,7 +54,7 @@ pub(crate) fn locate(async_dir: &Path, jid: &str) -> Result<(AsyncDir, JobId), A
     if let Some(dir) = dirs.into_iter().find(|d| d.has_job(&jid)) {
         return Ok((dir, jid));
     }
-    let looked: Vec<String> = crate::paths::home_variants(async_dir)
+    let looked: Vec<String> = async_jobs::paths::home_variants(async_dir)
         .iter()
         .map(|p| p.join(jid.as_str()).to_string_lossy().into_owned())
         .collect();
@@ -63,11 +83,14 @@ pub(crate) fn inspect(dir: &AsyncDir, jid: &JobId) -> Result<Inspected, Answer> 
 
 /// Reads a job's file; `None` when there is no such job, `Err` when it
 /// cannot be read (not a regular file, no permission, an I/O error).
-pub(crate) fn read_job(dir: &AsyncDir, jid: &JobId) -> Result<Option<Inspected>, crate::Error> {
+pub(crate) fn read_job(
+    dir: &AsyncDir,
+    jid: &JobId,
+) -> Result<Option<Inspected>, async_jobs::Error> {
     let Some(file) = dir.open_job(jid)? else {
         return Ok(None);
     };
-    let mut text = JobText::of(file).map_err(|source| crate::Error::Read {
+    let mut text = JobText::of(file).map_err(|source| async_jobs::Error::Read {
         path: dir.job_path(jid),
         source,
     })?;
@@ -134,7 +157,7 @@ pub(crate) fn lost(jid: &JobId, path: &str, why: String) -> Answer {
     };
     let body = match serde_json::to_value(failure) {
         Ok(Value::Object(o)) => o,
-        _ => crate::failure("the job is lost"),
+        _ => async_jobs::failure("the job is lost"),
     };
     Answer::job(Body::Object(body), true, true)
 }
@@ -183,7 +206,7 @@ fn finished_body(jid: &JobId, text: JobText, outcome: Outcome, path: String) -> 
     let Outcome {
         scanned, repaired, ..
     } = outcome;
-    let failed = crate::job::truthy(scanned.value::<Value>("failed").as_ref());
+    let failed = async_jobs::job::truthy(scanned.value::<Value>("failed").as_ref());
     let mut drop: Vec<String> = vec![META_KEY.into(), "finished".into(), "ansible_job_id".into()];
     let mut extra: Vec<(String, Value)> = vec![
         ("finished".into(), Value::Bool(true)),
@@ -216,9 +239,9 @@ fn finished_body(jid: &JobId, text: JobText, outcome: Outcome, path: String) -> 
     )
 }
 
-fn as_object(v: Value) -> crate::Object {
+fn as_object(v: Value) -> async_jobs::Object {
     match v {
         Value::Object(o) => o,
-        _ => crate::Object::new(),
+        _ => async_jobs::Object::new(),
     }
 }

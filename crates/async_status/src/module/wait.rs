@@ -5,7 +5,7 @@
 
 use super::answer::Answer;
 use super::request::{ReturnWhen, Wait};
-use crate::watch::DirWatch;
+use async_jobs::watch::DirWatch;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ pub(crate) fn wait_for(
     answer: impl Fn(&str) -> Answer,
 ) -> Vec<Answer> {
     let deadline = Instant::now() + wait.timeout;
-    let dirs: Vec<_> = crate::paths::home_variants(async_dir)
+    let dirs: Vec<_> = async_jobs::paths::home_variants(async_dir)
         .into_iter()
         .filter(|d| d.is_dir())
         .collect();

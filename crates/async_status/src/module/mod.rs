@@ -143,7 +143,7 @@ fn combine(jobs: &Jobs, answers: Vec<Answer>, return_when: Option<ReturnWhen>) -
         Ok(Value::Object(o)) => o,
         // Bools, strings and lists of strings always serialize to an object.
         Ok(_) | Err(_) => {
-            crate::failure("internal error: a list's head did not serialize to an object")
+            async_jobs::failure("internal error: a list's head did not serialize to an object")
         }
     };
     Answer {
@@ -207,7 +207,7 @@ impl<'a> ListHead<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::JobId;
+    use async_jobs::JobId;
     use serde_json::json;
 
     fn args(dir: &Path, extra: Value) -> Vec<u8> {
@@ -396,7 +396,7 @@ mod tests {
 
     fn record_with(supervisor: &supervise::identity::Identity) -> String {
         let jid = JobId::parse("j1.2").unwrap();
-        String::from_utf8(crate::job::running_record(
+        String::from_utf8(async_jobs::job::running_record(
             &jid,
             Some(supervisor),
             None,
@@ -473,7 +473,7 @@ mod tests {
     fn running_with_output(dir: &Path, out: &[u8], err: &[u8]) {
         use std::io::Write;
         builtin_record(dir);
-        let store = crate::AsyncDir::open(dir).unwrap().unwrap();
+        let store = async_jobs::AsyncDir::open(dir).unwrap().unwrap();
         let (mut o, mut e) = store.create_output(&JobId::parse("j1.2").unwrap()).unwrap();
         o.write_all(out).unwrap();
         e.write_all(err).unwrap();

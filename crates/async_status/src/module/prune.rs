@@ -23,7 +23,7 @@ struct Pruned {
 /// Removes (or, in check mode, names) the jobs that ended over `older_than`
 /// ago, each through the dir it was read from (opened and checked once).
 pub(crate) fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) -> Answer {
-    let cutoff = crate::clock::now() - older_than.as_secs_f64();
+    let cutoff = async_jobs::clock::now() - older_than.as_secs_f64();
     let mut removed = Vec::new();
     let mut kept_running = Vec::new();
     let mut errors: Vec<String> = Vec::new();
@@ -46,7 +46,7 @@ pub(crate) fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) ->
         removed.push(job.jid);
     });
     if let Err(e) = walked {
-        return Answer::module(&crate::failure(e));
+        return Answer::module(&async_jobs::failure(e));
     }
     let verb = if check_mode {
         "would remove"
