@@ -1,9 +1,12 @@
-"""Status lookups over real SSH in one round trip (issue 12): once the host has
-a trusted cached copy of the binary, a lookup is one `ssh` command; without
-one (a cold host, a cache removed between tasks, a cached file that fails the
-trust checks) the module is sent, which puts a good copy in place. Pipelining
-off and on, without and with become; the builtin name `async_status` takes
-the same path when the action plugin path is set."""
+"""Status lookups over real SSH through the action plugin alone (the
+action_plugins line, without the fast_async hook; tests/ssh/test_one_command.py
+covers the hook): once the host has a trusted cached copy of the binary, a
+lookup is one `ssh` command; without one (a cold host, a cache removed between
+tasks, a cached file that fails the trust checks) the host says so and the
+binary goes with a second command, which puts a good copy in place and
+answers: no upload, no tmp dir. Pipelining off and on, without and with
+become; the builtin name `async_status` takes the same path when the action
+plugin path is set."""
 
 import json
 import re
@@ -70,6 +73,13 @@ def round_trips(log):
     return len(re.findall(r"SSH: EXEC (?:ssh|sftp|scp) ", log))
 
 
+def brief(log):
+    """A task's log for a failure message: ansible's own lines, each cut to
+    300 characters (a one-command lookup's script would fill pages)."""
+    keep = re.compile(r"^(<|TASK|changed|ok:|fatal|failed|FAILED|\[WARNING|\[ERROR)")
+    return "\n".join(line[:300] for line in log.splitlines() if keep.match(line))[-12000:]
+
+
 def play_on_one_host(tmp_path, sshd, pipelining, tasks, host_line):
     """Runs `tasks` at -vvv on the one SSH host `host_line`, with our action
     plugin on the action plugin path: (each task's log, what it saved to `out`)."""
@@ -81,7 +91,9 @@ def play_on_one_host(tmp_path, sshd, pipelining, tasks, host_line):
     pb = write_play(tmp_path / "pb.yml", tasks)
     env = ssh_env(tmp_path, sshd, pipelining=pipelining,
                   ANSIBLE_COLLECTIONS_PATH=str(collections_path(tmp_path)), ANSIBLE_ACTION_PLUGINS=str(ACTIONS))
+    env.pop("ANSIBLE_CALLBACK_PLUGINS", None)  # the action plugin alone
     proc = playbook(pb, inv, env, "-vvv", "-e", f"out={out}")
+    (tmp_path / "stdout.txt").write_text(proc.stdout)  # whole, for a failure's post-mortem
     return task_logs(proc.stdout), json.loads(out.read_text())
 
 
@@ -108,19 +120,22 @@ def test_a_lookup_is_one_round_trip_when_the_host_has_a_trusted_copy(tmp_path, s
     assert r["cl"]["erased"] == r["job"]["results_file"], r["cl"]
     first, second, cleanup = logs["first lookup"], logs["second lookup"], logs["cleanup by the builtin name"]
     # The launch cached only the wrapper's slim binary; a lookup needs the whole
-    # one, so the first lookup sends the module (which caches it): a tmp dir,
-    # uploads, the run. A host where a status lookup already cached it: one command.
+    # one, so the first lookup is told there is none, and the host's whole
+    # binary goes with a second command, which caches it and answers: no tmp
+    # dir, no upload. A host where a status lookup already cached it: one command.
     if cold:
-        assert "PUT " in first and round_trips(first) > 1, first[-3000:]
+        assert "PUT " not in first and round_trips(first) == 2, brief(first)
+        assert first.count("set -- --install status") == 1, brief(first)
     if spoil:
-        # The cached copy is group-writable now: never run; the module is sent
-        # and replaces it with a good one.
-        assert "PUT " in second and round_trips(second) > 1, second[-3000:]
+        # The cached copy is group-writable now: never run; a good one is sent
+        # in its place the same way.
+        assert "PUT " not in second and round_trips(second) == 2, brief(second)
+        assert second.count("set -- --install status") == 1, brief(second)
         assert all(re.match(r"-rwx------ ", line) for line in r["cache"] if "native_async-" in line), r["cache"]
     else:
-        assert "PUT " not in second and round_trips(second) == 1, second[-3000:]
+        assert "PUT " not in second and round_trips(second) == 1, brief(second)
     # The builtin name, through the action plugin path: one command too.
-    assert "PUT " not in cleanup and round_trips(cleanup) == 1, cleanup[-3000:]
+    assert "PUT " not in cleanup and round_trips(cleanup) == 1, brief(cleanup)
 
 
 POLLED = """
@@ -149,8 +164,8 @@ def test_the_executors_polling_takes_one_round_trip_a_poll(tmp_path, sshd, pipel
     assert polled["rc"] == 0 and polled["finished"] is True, polled
     log = logs["polled by the executor"]
     # The launch uploads its two files; no poll and no cleanup uploads anything.
-    assert log.count("PUT ") == 2, log[-4000:]
-    polls = len(re.findall(r"set -- --args", log))
+    assert log.count("PUT ") == 2, brief(log)
+    polls = len(re.findall(r"role=status\nset -- --args", log))
     assert polls >= 3, f"the polls (about one a second for 3 s, and the cleanup) ran the cached binary: {polls}"
     # Six ssh runs for the launch (echo ~, mkdtemp, 2 puts, chmod, exec), then one per poll.
-    assert round_trips(log) <= 6 + polls + 1, log[-4000:]
+    assert round_trips(log) <= 6 + polls + 1, brief(log)
