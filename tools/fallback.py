@@ -284,7 +284,8 @@ def boot_id():
 
 # --- async_wrapper -------------------------------------------------------
 
-USAGE = "usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> [-preserve_tmp]  Humans, do not call directly!"
+USAGE = ("usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> [-preserve_tmp]  "
+         "Humans, do not call directly!")
 
 
 def parse_limit(text):
@@ -481,11 +482,12 @@ def supervise(job, limit, grace, notify):
             else:
                 head = {"msg": "Timeout exceeded", "failed": True, "child_pid": proc.pid}
                 how, state = "The job was stopped at its time limit", "timed out"
-            finish(job, spare, how, None, state, lambda: dict(head, native_job=job.meta, **tails(out, err)))
+            finish(job, spare, how, None, state, lambda head=head: dict(head, native_job=job.meta, **tails(out, err)))
         time.sleep(0.05)
     rc = proc.returncode
     how = "The module exited with code %d" % rc if rc >= 0 else "The module was killed by signal %d" % -rc
-    finish(job, spare, how, rc if rc >= 0 else None, None, lambda w, meta: write_module_result(w, out, err, rc, job, meta))
+    finish(job, spare, how, rc if rc >= 0 else None, None,
+           lambda w, meta: write_module_result(w, out, err, rc, job, meta))
 
 
 SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGHUP: "SIGHUP"}
@@ -700,7 +702,8 @@ class Lines(object):
 
 
 # Patterns are raw: the regex engine reads the escapes (a ']' byte would end a class).
-UTF8 = (br"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+UTF8 = (br"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+        br"|\xed[\x80-\x9f][\x80-\xbf]"
         br"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}")
 CHARS = re.compile(br"(?:[\x20\x21\x23-\x5b\x5d-\x7f]+|" + UTF8 + br")*")
 ESCAPE = re.compile(br'\\(?:["\\/bfnrt]|u([0-9a-fA-F]{4}))')
@@ -1204,7 +1207,8 @@ def answer(d, jid, mode, tail):
             return dict(base, msg="Could not parse job output in %s: %s" % (path, e)), True
         except RuntimeError:
             # RecursionError (RuntimeError on Python 2): nested deeper than this Python reads.
-            return dict(base, msg="Could not parse job output in %s: nested deeper than Python's json reads" % path), True
+            why = "Could not parse job output in %s: nested deeper than Python's json reads" % path
+            return dict(base, msg=why), True
         data.pop("native_job", None)
         if "started" not in data:
             data.update(finished=True, ansible_job_id=jid)

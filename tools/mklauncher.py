@@ -21,9 +21,11 @@ usage: mklauncher.py --role wrapper|status --out FILE [--carry ARCH,...] ARCH=FU
 
 import argparse
 import hashlib
+import io
 import lzma
 import os
 import sys
+import tokenize
 import zlib
 from pathlib import Path
 
@@ -58,9 +60,44 @@ def compress(data):
                          preset=9 | lzma.PRESET_EXTREME)
 
 
+def fill(role, arms, py_offset, py_length):
+    """The launcher's text for `role`, its table's lines `arms` and the
+    fallback's place in the file."""
+    return (
+        (HERE / "launcher.sh.in").read_text()
+        .replace("@ROLE@", role)
+        # A NUL byte past the first KiB (ansible-core reads that KiB as
+        # text) and within ansible-test's first 4 KiB, which then treats
+        # the file as binary instead of reading its payload as lines.
+        # sh skips it: dash, bash and busybox ignore NULs in a comment.
+        .replace("@BINARY_MARK@", "# \0 this byte marks the file as binary for ansible-test\n")
+        .replace("@MARK@", "# WANT_JSON\n" if role == "status" else "")
+        .replace("@ARCHES@", arms)
+        .replace("@PY_OFF@", str(py_offset))
+        .replace("@PY_LEN@", str(py_length))
+    )
+
+
+def arm(arch, sha, other, offset, length):
+    """The launcher's table line for one architecture."""
+    return f"{PATTERNS[arch]}) own={sha[:16]} whole='{other}' sha256={sha} offset={offset} length={length} ;;\n"
+
+
+def shipped_fallback():
+    """The fallback as it ships: its comment-only lines dropped (it goes to
+    hosts with the module; its source keeps them; tokenize tells a comment
+    from a `#` inside a string), zlib-compressed."""
+    source = (HERE / "fallback.py").read_text()
+    comments = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT and not tok.line[:tok.start[1]].strip()}
+    lines = source.splitlines(keepends=True)
+    text = "".join(line for n, line in enumerate(lines, 1) if n not in comments)
+    compile(text, "fallback.py", "exec")
+    return zlib.compress(text.encode(), 9)
+
+
 def build(role, binaries, carry):
-    template = (HERE / "launcher.sh.in").read_text()
-    fallback = zlib.compress((HERE / "fallback.py").read_bytes(), 9)
+    fallback = shipped_fallback()
     # Per architecture: the hash of what this module carries (or would), the
     # hash of the whole binary when that is another (`whole`: also good to
     # run), and the payload.
@@ -76,22 +113,9 @@ def build(role, binaries, carry):
     offsets = {}
     text = b""
     for _ in range(10):
-        arms = "".join(
-            f"{PATTERNS[arch]}) own={sha[:16]} whole='{other}' sha256={sha} offset={offsets.get(arch, 0)} length={len(blob)} ;;\n"
-            for arch, sha, other, blob in payloads
-        )
-        filled = (
-            template.replace("@ROLE@", role)
-            # A NUL byte past the first KiB (ansible-core reads that KiB as
-            # text) and within ansible-test's first 4 KiB, which then treats
-            # the file as binary instead of reading its payload as lines.
-            # sh skips it: dash, bash and busybox ignore NULs in a comment.
-            .replace("@BINARY_MARK@", "# \0 this byte marks the file as binary for ansible-test\n")
-            .replace("@MARK@", "# WANT_JSON\n" if role == "status" else "")
-            .replace("@ARCHES@", arms)
-            .replace("@PY_OFF@", str(offsets.get("py", 0)))
-            .replace("@PY_LEN@", str(len(fallback)))
-        ).encode()
+        arms = "".join(arm(arch, sha, other, offsets.get(arch, 0), len(blob))
+                       for arch, sha, other, blob in payloads)
+        filled = fill(role, arms, offsets.get("py", 0), len(fallback)).encode()
         new = {"py": len(filled)}
         at = len(filled) + len(fallback)
         for arch, _, _, blob in payloads:
@@ -119,10 +143,18 @@ def build(role, binaries, carry):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--role", choices=["wrapper", "status"], required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--sample", action="store_true",
+                    help="print the launcher's text with a sample table (for shellcheck in make lint)")
     ap.add_argument("--carry", help="comma-separated architectures to embed (default: all)")
-    ap.add_argument("binaries", nargs="+", metavar="ARCH=FULL[,SLIM]")
+    ap.add_argument("binaries", nargs="*", metavar="ARCH=FULL[,SLIM]")
     opts = ap.parse_args()
+    if opts.sample:
+        sample = arm("x86_64", "0" * 64, "1" * 16, 12345, 67890) + arm("aarch64", "2" * 64, "", 0, 0)
+        sys.stdout.write(fill(opts.role, sample, 1000, 2000).replace("\0", ""))
+        return
+    if not opts.out or not opts.binaries:
+        ap.error("--out and at least one ARCH=FULL[,SLIM] are needed to build a module")
     binaries = []
     for spec in opts.binaries:
         arch, _, paths = spec.partition("=")
