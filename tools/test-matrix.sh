@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Runs the integration and conformance suites (tests/integration, tests/conformance)
-# on several ansible-core versions, one after another, each in its own venv.
+# Runs the integration and conformance suites (tests/integration, tests/conformance),
+# with the fast_async hook on, and the one-command tests over SSH
+# (tests/ssh/test_one_command.py: every task form, with the hook, on each
+# version) on several ansible-core versions, one after another, each in its own venv.
 #
 #   tools/test-matrix.sh [VERSION...]
 #
 # VERSION is a minor (2.18: its newest patch release on PyPI), an exact release
 # (2.18.3) or `newest` (the newest ansible-core release on PyPI). Default:
-# 2.16 2.17 2.18 2.19 newest (MATRIX_VERSIONS overrides the default list).
+# every release line from 2.16 to the newest: 2.16 2.17 2.18 2.19 2.20 newest
+# (MATRIX_VERSIONS overrides the default list).
 #
 # Each version gets .cache/matrix/<version>/venv (ansible-core==<version> and
 # pytest, with a Python that version supports as a controller; reused when
-# present) and runs `pytest -q tests/integration tests/conformance` with
+# present) and runs `pytest -q tests/integration tests/conformance tests/ssh/test_one_command.py` with
 # NATIVE_ASYNC_VENV at that venv; the conformance suite runs the async targets of
 # that same version's sdist. The native modules must be built (`make build`).
 # ASYNC_IMPL=builtin runs the same against ansible-core's own modules.
@@ -107,7 +110,7 @@ count() { # count <word> <pytest summary line>
   die "the native modules are not built: run make build"
 
 # shellcheck disable=SC2206 # a space-separated list is wanted
-specs=(${@:-${MATRIX_VERSIONS:-2.16 2.17 2.18 2.19 newest}})
+specs=(${@:-${MATRIX_VERSIONS:-2.16 2.17 2.18 2.19 2.20 newest}})
 mkdir -p "$MATRIX"
 summary=$MATRIX/summary.json
 [ "$IMPL" = native ] || summary=$MATRIX/summary-$IMPL.json
@@ -136,7 +139,7 @@ for spec in "${specs[@]}"; do
   # shellcheck disable=SC2086 # MATRIX_PYTEST_ARGS is a list of words
   (cd "$ROOT" && NATIVE_ASYNC_VENV=$MATRIX/$version/venv ASYNC_IMPL=$IMPL \
     "$MATRIX/$version/venv/bin/python" -m pytest -q -p no:cacheprovider ${MATRIX_PYTEST_ARGS:-} \
-    tests/integration tests/conformance) > "$log" 2>&1
+    tests/integration tests/conformance tests/ssh/test_one_command.py) > "$log" 2>&1
   rc=$?
   end=$(date +%s.%N)
   last=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|error|errors|xfailed|xpassed|deselected)' "$log" | tail -n 1)
