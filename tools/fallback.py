@@ -38,8 +38,16 @@ DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 # Python can (3.3+); else through /proc/self/fd (Linux), else by its path.
 DIR_FD = (set([os.open, os.stat, os.unlink, os.rename, os.mkdir, os.rmdir]) <= getattr(os, "supports_dir_fd", set())
           and os.stat in getattr(os, "supports_follow_symlinks", ()))
-STATUS_KEYS = ("_async_dir", "jid", "jids", "mode", "older_than", "output", "return_when", "signal",
-               "tail_lines", "wait")
+# The module's arguments: (name, where it applies, as a misplaced one is
+# named; "" for every mode). The native module's table (crates/async_status/
+# src/module/request.rs KEYS) is the definition; tests/test_contract.py checks
+# this copy against it. The order is the native's supported list's.
+KEYS = (("_async_dir", ""), ("jid", ""), ("jids", ""), ("mode", ""), ("older_than", "mode=prune"),
+        ("output", "mode=status"), ("return_when", "mode=status with wait"), ("signal", "mode=kill"),
+        ("tail_lines", "mode=status with output=tail"), ("wait", "mode=status"))
+STATUS_KEYS = tuple(name for name, _ in KEYS)
+# The misplaced keys, checked in the native module's order (request.rs ORDER).
+MISPLACED_ORDER = ("wait", "return_when", "output", "tail_lines", "signal", "older_than")
 NOT_UTF8 = ("The module's result held text that is not UTF-8; it shows as U+FFFD, and the module's exact "
             "output is in module_stdout_base64")
 
@@ -302,6 +310,8 @@ def parse_limit(text):
 
 def parse_wrapper_args(argv):
     """Checks the arguments as the native wrapper does (args.rs), before anything is made."""
+    # ansible-core's two forms, told apart as in crates/async_wrapper/src/args.rs
+    # and tools/launcher.sh.in: five words or more with `true`/`false` third is 2.21's.
     if len(argv) >= 5 and argv[2] in ("true", "false"):
         jid, limit, keep, module, command = argv[0], parse_limit(argv[1]), argv[2] == "true", argv[3], argv[4:]
         try:
@@ -1308,11 +1318,10 @@ def request(args, why):
              "the fallback answers mode=status and mode=cleanup" % (mode, why))
     if "_async_dir" not in args:
         fail("missing required arguments: _async_dir")
-    for key, what in (("wait", "mode=status"), ("return_when", "mode=status with wait"), ("output", "mode=status"),
-                      ("tail_lines", "mode=status with output=tail"), ("signal", "mode=kill"),
-                      ("older_than", "mode=prune")):
-        if key in args and (mode != "status" or key in ("signal", "older_than")):
-            fail("%s only applies to %s" % (key, what))
+    applies = dict(KEYS)
+    for key in MISPLACED_ORDER:
+        if key in args and applies[key] != "mode=%s" % mode and not applies[key].startswith("mode=%s " % mode):
+            fail("%s only applies to %s" % (key, applies[key]))
     if "jid" in args and "jids" in args:
         fail("parameters are mutually exclusive: jid|jids")
     if args.get("jids") == []:

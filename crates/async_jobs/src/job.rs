@@ -125,31 +125,43 @@ pub struct JobMeta {
 }
 
 impl JobMeta {
-    /// The meta as a JSON value, for a record or result.
-    /// The meta as JSON text, for a record or result (written by hand: the
-    /// wrapper carries no JSON library; the status side reads it with serde).
+    /// The meta as JSON text, for a record or result. Written by hand (the
+    /// wrapper links no JSON serializer, which would cost every task's
+    /// bytes) and read with serde: the destructuring below names every field,
+    /// so a field added and not written does not compile, and
+    /// `meta_round_trips_through_serde` reads back what this writes.
     pub fn to_json(&self) -> Vec<u8> {
+        let JobMeta {
+            module,
+            pool,
+            queued_at,
+            started_at,
+            ended_at,
+            child_pid,
+            child_start_ticks,
+            state,
+        } = self;
         let mut o = ObjectText::new();
-        o.str("module", &self.module);
-        if let Some(p) = &self.pool {
+        o.str("module", module);
+        if let Some(p) = pool {
             o.str("pool", p);
         }
         for (key, at) in [
-            ("queued_at", self.queued_at),
-            ("started_at", self.started_at),
-            ("ended_at", self.ended_at),
+            ("queued_at", queued_at),
+            ("started_at", started_at),
+            ("ended_at", ended_at),
         ] {
             if let Some(t) = at {
-                o.secs(key, t);
+                o.secs(key, *t);
             }
         }
-        if let Some(pid) = self.child_pid {
-            o.int("child_pid", pid.into());
+        if let Some(pid) = child_pid {
+            o.int("child_pid", (*pid).into());
         }
-        if let Some(ticks) = self.child_start_ticks {
-            o.int("child_start_ticks", ticks as i64);
+        if let Some(ticks) = child_start_ticks {
+            o.int("child_start_ticks", *ticks as i64);
         }
-        if let Some(state) = self.state {
+        if let Some(state) = state {
             o.str("state", state.as_str());
         }
         o.finish()
@@ -559,6 +571,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn meta_round_trips_through_serde() {
+        let full = JobMeta {
+            module: "command".into(),
+            pool: Some("builders".into()),
+            queued_at: Some(1.5),
+            started_at: Some(2.25),
+            ended_at: Some(3.125),
+            child_pid: Some(42),
+            child_start_ticks: Some(12345),
+            state: Some(State::TimedOut),
+        };
+        let back: JobMeta = serde_json::from_slice(&full.to_json()).unwrap();
+        assert_eq!(back, full);
+        let bare = JobMeta {
+            module: "x".into(),
+            ..JobMeta::default()
+        };
+        assert_eq!(
+            serde_json::from_slice::<JobMeta>(&bare.to_json()).unwrap(),
+            bare
+        );
     }
 
     #[test]

@@ -48,8 +48,17 @@ pub fn run(argv: &[OsString]) -> Option<i32> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let command = words.first()?.as_str();
-    if !matches!(command, "list" | "show" | "kill" | "--help" | "-h" | "help") {
+    if !matches!(
+        command,
+        "list" | "show" | "kill" | "--help" | "-h" | "help" | "contract"
+    ) {
         return None;
+    }
+    if command == "contract" {
+        // The module's arguments as data, for the test that checks every
+        // copy of them (action plugin, docs, fallback) against this one.
+        print_json(&crate::module::contract());
+        return Some(0);
     }
     Some(match parse(&words[1..]) {
         Err(e) => usage_error(&e),

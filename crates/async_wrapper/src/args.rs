@@ -3,6 +3,11 @@
 //! from 2.21: `async_wrapper <jid> <time_limit> <true|false> <module> <command...>`,
 //! where the third word says whether to keep the tmp dir and the command is
 //! the module's whole command line (interpreter, module, args file).
+//!
+//! The rule that tells the two forms apart (five words or more, the third
+//! `true` or `false`) is also in tools/launcher.sh.in (to find the module
+//! whose interpreter runs the fallback) and tools/fallback.py
+//! (`parse_wrapper_args`): one in each language, each pointing at the others.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;

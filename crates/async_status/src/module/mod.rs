@@ -18,7 +18,7 @@ mod wait;
 
 pub use answer::{Answer, Body, Kind, Reply};
 pub use list::{JobSummary, summaries, summarize};
-pub use request::{Invocation, Jobs, Request, ReturnWhen, Tail, Wait, parse_signal};
+pub use request::{Invocation, Jobs, Request, ReturnWhen, Tail, Wait, contract, parse_signal};
 pub use tail::read_tail;
 
 use serde::Serialize;

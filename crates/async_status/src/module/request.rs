@@ -162,6 +162,7 @@ impl Mode {
         ("prune", Mode::Prune),
         ("status", Mode::Status),
     ];
+    const NAMES: &'static [&'static str] = &["cleanup", "kill", "list", "prune", "status"];
 
     fn name(self) -> &'static str {
         Self::ALL
@@ -182,20 +183,173 @@ enum Kind {
     Raw,
 }
 
-/// Every key the module takes, with its kind.
-const KEYS: [(&str, Kind); 11] = [
-    ("_async_dir", Kind::Str),
-    ("jid", Kind::Str),
-    ("jids", Kind::List),
-    ("mode", Kind::Str),
-    ("older_than", Kind::Raw),
-    ("output", Kind::Str),
-    ("return_when", Kind::Str),
-    ("signal", Kind::Raw),
-    ("tail_lines", Kind::Int),
-    ("wait", Kind::Seconds),
-    ("_native_python", Kind::Str),
+impl Kind {
+    /// The argument spec type it stands for (AnsibleModule's words).
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Str | Kind::Raw => "str",
+            Kind::List => "list",
+            Kind::Seconds => "float",
+            Kind::Int => "int",
+        }
+    }
+}
+
+/// A key the module takes, by its role in the code: the names are in
+/// [`KEYS`], so a misspelt one does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    AsyncDir,
+    Jid,
+    Jids,
+    Mode,
+    OlderThan,
+    Output,
+    ReturnWhen,
+    Signal,
+    TailLines,
+    Wait,
+    NativePython,
+}
+
+/// Where a key applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    /// In every mode.
+    Always,
+    /// In these modes only; elsewhere it is refused as "<key> only applies to <said>".
+    Only(&'static [Mode], &'static str),
+    /// Never given by users: the controller's own (not listed as supported).
+    Internal,
+}
+
+/// One key of the module's contract: its name, how its value is coerced,
+/// the values it may take (empty: any), and where it applies.
+#[derive(Debug)]
+struct Key {
+    name: Name,
+    text: &'static str,
+    kind: Kind,
+    choices: &'static [&'static str],
+    applies: Applies,
+}
+
+/// The module's arguments, defined once. The rest is derived from it here
+/// (the supported list, the misplaced-key messages, the mode and choice
+/// checks), and every other copy (the action plugin's argument spec, the
+/// docs sidecar, the Python fallback's table) is checked against it by
+/// tests/test_contract.py through `async_status contract`, which prints it.
+/// The order is the supported list's, and the misplaced keys' checking order.
+const KEYS: [Key; 11] = [
+    key(
+        Name::AsyncDir,
+        "_async_dir",
+        Kind::Str,
+        &[],
+        Applies::Always,
+    ),
+    key(Name::Jid, "jid", Kind::Str, &[], Applies::Always),
+    key(Name::Jids, "jids", Kind::List, &[], Applies::Always),
+    key(Name::Mode, "mode", Kind::Str, Mode::NAMES, Applies::Always),
+    key(
+        Name::OlderThan,
+        "older_than",
+        Kind::Raw,
+        &[],
+        Applies::Only(&[Mode::Prune], "mode=prune"),
+    ),
+    key(
+        Name::Output,
+        "output",
+        Kind::Str,
+        &["none", "tail"],
+        Applies::Only(&[Mode::Status], "mode=status"),
+    ),
+    key(
+        Name::ReturnWhen,
+        "return_when",
+        Kind::Str,
+        &["all", "any"],
+        Applies::Only(&[Mode::Status], "mode=status with wait"),
+    ),
+    key(
+        Name::Signal,
+        "signal",
+        Kind::Raw,
+        &[],
+        Applies::Only(&[Mode::Kill], "mode=kill"),
+    ),
+    key(
+        Name::TailLines,
+        "tail_lines",
+        Kind::Int,
+        &[],
+        Applies::Only(&[Mode::Status], "mode=status with output=tail"),
+    ),
+    key(
+        Name::Wait,
+        "wait",
+        Kind::Seconds,
+        &[],
+        Applies::Only(&[Mode::Status], "mode=status"),
+    ),
+    key(
+        Name::NativePython,
+        "_native_python",
+        Kind::Str,
+        &[],
+        Applies::Internal,
+    ),
 ];
+
+const fn key(
+    name: Name,
+    text: &'static str,
+    kind: Kind,
+    choices: &'static [&'static str],
+    applies: Applies,
+) -> Key {
+    Key {
+        name,
+        text,
+        kind,
+        choices,
+        applies,
+    }
+}
+
+impl Name {
+    fn key(self) -> &'static Key {
+        // Every Name has its row: KEYS lists them all (the contract test says so too).
+        KEYS.iter().find(|k| k.name == self).unwrap_or(&KEYS[0])
+    }
+}
+
+/// The contract as data, for `async_status contract` (and the test that
+/// checks every other copy against it).
+pub fn contract() -> Value {
+    let keys: Vec<Value> = KEYS
+        .iter()
+        .map(|k| {
+            let (modes, said, internal) = match k.applies {
+                Applies::Always => (Mode::NAMES.to_vec(), "", false),
+                Applies::Only(modes, said) => {
+                    (modes.iter().map(|m| m.name()).collect(), said, false)
+                }
+                Applies::Internal => (Mode::NAMES.to_vec(), "", true),
+            };
+            serde_json::json!({
+                "name": k.text,
+                "type": k.kind.as_str(),
+                "choices": k.choices,
+                "modes": modes,
+                "applies": said,
+                "internal": internal,
+            })
+        })
+        .collect();
+    serde_json::json!({"keys": keys, "modes": Mode::NAMES})
+}
 
 /// A coerced value.
 #[derive(Debug, Clone)]
@@ -211,7 +365,7 @@ enum Arg {
 struct Coerced {
     mode: Mode,
     async_dir: String,
-    values: Vec<(&'static str, Arg)>,
+    values: Vec<(Name, Arg)>,
 }
 
 impl Coerced {
@@ -219,14 +373,14 @@ impl Coerced {
         let mut unsupported: Vec<&str> = args
             .keys()
             .map(String::as_str)
-            .filter(|k| !KEYS.iter().any(|(name, _)| name == k) && !k.starts_with("_ansible_"))
+            .filter(|k| !KEYS.iter().any(|key| key.text == *k) && !k.starts_with("_ansible_"))
             .collect();
         if !unsupported.is_empty() {
             unsupported.sort_unstable();
             let supported: Vec<&str> = KEYS
                 .iter()
-                .map(|(k, _)| *k)
-                .filter(|k| *k != "_native_python")
+                .filter(|k| k.applies != Applies::Internal)
+                .map(|k| k.text)
                 .collect();
             return Err(format!(
                 "Unsupported parameters for (async_status) module: {}. Supported parameters include: {}.",
@@ -235,10 +389,10 @@ impl Coerced {
             ));
         }
         let mut values = Vec::new();
-        for (key, kind) in KEYS {
-            match args.get(key) {
+        for key in &KEYS {
+            match args.get(key.text) {
                 None | Some(Value::Null) => {}
-                Some(v) => values.push((key, coerce(key, kind, v)?)),
+                Some(v) => values.push((key.name, coerce(key.text, key.kind, v)?)),
             }
         }
         let mut coerced = Coerced {
@@ -246,39 +400,45 @@ impl Coerced {
             async_dir: String::new(),
             values,
         };
-        if let Some(m) = coerced.str("mode") {
+        if let Some(m) = coerced.choice(Name::Mode)? {
             coerced.mode = Mode::ALL
                 .iter()
                 .find(|(name, _)| *name == m)
-                .map(|(_, mode)| *mode)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = Mode::ALL.iter().map(|(n, _)| *n).collect();
-                    format!(
-                        "value of mode must be one of: {}, got: {m}",
-                        names.join(", ")
-                    )
-                })?;
+                .map_or(Mode::Status, |(_, mode)| *mode);
         }
         coerced.async_dir = coerced
-            .str("_async_dir")
+            .str(Name::AsyncDir)
             .ok_or("missing required arguments: _async_dir")?
             .to_string();
         Ok(coerced)
     }
 
-    fn get(&self, key: &str) -> Option<&Arg> {
-        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    fn get(&self, name: Name) -> Option<&Arg> {
+        self.values.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
-    fn str(&self, key: &str) -> Option<&str> {
-        match self.get(key)? {
+    fn str(&self, name: Name) -> Option<&str> {
+        match self.get(name)? {
             Arg::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    fn raw(&self, key: &str) -> Option<&Value> {
-        match self.get(key)? {
+    /// A key's value, checked against its choices, in AnsibleModule's words.
+    fn choice(&self, name: Name) -> Result<Option<&str>, String> {
+        let key = name.key();
+        match self.str(name) {
+            Some(v) if !key.choices.is_empty() && !key.choices.contains(&v) => Err(format!(
+                "value of {} must be one of: {}, got: {v}",
+                key.text,
+                key.choices.join(", ")
+            )),
+            other => Ok(other),
+        }
+    }
+
+    fn raw(&self, name: Name) -> Option<&Value> {
+        match self.get(name)? {
             Arg::Raw(v) => Some(v),
             _ => None,
         }
@@ -286,22 +446,22 @@ impl Coerced {
 
     /// Step two: the mode's rules.
     fn request(&self) -> Result<Request, String> {
-        let allowed: &[&str] = match self.mode {
-            Mode::Status => &["wait", "return_when", "output", "tail_lines"],
-            Mode::Kill => &["signal"],
-            Mode::Prune => &["older_than"],
-            Mode::Cleanup | Mode::List => &[],
-        };
-        for (key, what) in [
-            ("wait", "mode=status"),
-            ("return_when", "mode=status with wait"),
-            ("output", "mode=status"),
-            ("tail_lines", "mode=status with output=tail"),
-            ("signal", "mode=kill"),
-            ("older_than", "mode=prune"),
-        ] {
-            if self.get(key).is_some() && !allowed.contains(&key) {
-                return Err(format!("{key} only applies to {what}"));
+        // A key given where it does not apply, in the order of the old
+        // table (users' messages stay as they were): the modes' own keys.
+        const ORDER: [Name; 6] = [
+            Name::Wait,
+            Name::ReturnWhen,
+            Name::Output,
+            Name::TailLines,
+            Name::Signal,
+            Name::OlderThan,
+        ];
+        for name in ORDER {
+            if let Applies::Only(modes, said) = name.key().applies
+                && self.get(name).is_some()
+                && !modes.contains(&self.mode)
+            {
+                return Err(format!("{} only applies to {said}", name.key().text));
             }
         }
         Ok(match self.mode {
@@ -329,7 +489,7 @@ impl Coerced {
     }
 
     fn jobs(&self) -> Result<Jobs, String> {
-        match (self.str("jid"), self.get("jids")) {
+        match (self.str(Name::Jid), self.get(Name::Jids)) {
             (Some(_), Some(_)) => Err("parameters are mutually exclusive: jid|jids".into()),
             (Some(j), None) => Ok(Jobs::One(j.to_string())),
             (None, Some(Arg::List(list))) if list.is_empty() => {
@@ -345,7 +505,7 @@ impl Coerced {
     }
 
     fn no_jobs(&self) -> Result<(), String> {
-        if self.get("jid").is_some() || self.get("jids").is_some() {
+        if self.get(Name::Jid).is_some() || self.get(Name::Jids).is_some() {
             return Err(format!(
                 "mode={} works on the whole async dir and takes no jid or jids",
                 self.mode.name()
@@ -355,7 +515,7 @@ impl Coerced {
     }
 
     fn wait(&self) -> Result<Option<Wait>, String> {
-        let return_when = match self.str("return_when") {
+        let return_when = match self.str(Name::ReturnWhen) {
             None | Some("all") => ReturnWhen::All,
             Some("any") => ReturnWhen::Any,
             Some(other) => {
@@ -364,7 +524,7 @@ impl Coerced {
                 ));
             }
         };
-        Ok(match self.get("wait") {
+        Ok(match self.get(Name::Wait) {
             Some(Arg::Seconds(timeout)) => Some(Wait {
                 timeout: *timeout,
                 return_when,
@@ -374,7 +534,7 @@ impl Coerced {
     }
 
     fn tail(&self) -> Result<Option<Tail>, String> {
-        let lines = match self.get("tail_lines") {
+        let lines = match self.get(Name::TailLines) {
             Some(Arg::Int(n)) if (1..=MAX_TAIL_LINES as i64).contains(n) => *n as usize,
             Some(Arg::Int(n)) => {
                 return Err(format!(
@@ -383,8 +543,8 @@ impl Coerced {
             }
             _ => TAIL_LINES,
         };
-        match self.str("output") {
-            None | Some("none") if self.get("tail_lines").is_some() => {
+        match self.str(Name::Output) {
+            None | Some("none") if self.get(Name::TailLines).is_some() => {
                 Err("tail_lines only applies to mode=status with output=tail".into())
             }
             None | Some("none") => Ok(None),
@@ -396,7 +556,7 @@ impl Coerced {
     }
 
     fn signal(&self) -> Result<Signal, String> {
-        match self.raw("signal") {
+        match self.raw(Name::Signal) {
             None => Ok(Signal::SIGTERM),
             Some(v) => parse_signal(v).ok_or_else(|| {
                 format!(
@@ -407,7 +567,7 @@ impl Coerced {
     }
 
     fn older_than(&self) -> Result<Duration, String> {
-        let Some(v) = self.raw("older_than") else {
+        let Some(v) = self.raw(Name::OlderThan) else {
             return Err(
                 "mode=prune needs older_than: how old a finished job must be to go, like 1h, 7d or 90m"
                     .into(),
@@ -525,6 +685,28 @@ mod tests {
         let mut o = v.as_object().unwrap().clone();
         o.entry("_async_dir").or_insert("/d".into());
         Invocation::parse(&serde_json::to_vec(&o).unwrap()).map(|i| i.request)
+    }
+
+    #[test]
+    fn every_key_name_has_its_one_row() {
+        use Name::*;
+        for name in [
+            AsyncDir,
+            Jid,
+            Jids,
+            Mode,
+            OlderThan,
+            Output,
+            ReturnWhen,
+            Signal,
+            TailLines,
+            Wait,
+            NativePython,
+        ] {
+            let rows = KEYS.iter().filter(|k| k.name == name).count();
+            assert_eq!(rows, 1, "{name:?}");
+        }
+        assert_eq!(KEYS.len(), 11);
     }
 
     #[test]
