@@ -66,7 +66,7 @@ def test_the_fallbacks_table_is_the_contract(contract):
 
 
 def test_every_key_has_one_row_and_the_misplaced_messages_name_where_it_applies(contract):
-    for name, k in contract.items():
+    for k in contract.values():
         if k["applies"]:
             assert k["applies"].startswith("mode=") and k["applies"][5:].split()[0] in k["modes"], k
             assert len(k["modes"]) == 1, k
