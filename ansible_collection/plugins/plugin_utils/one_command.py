@@ -34,6 +34,7 @@ installed or only its folders are configured.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -213,20 +214,27 @@ def _expects_prompt(become):
 
 
 def _tty_requested(connection):
-    args = []
+    """Whether the user's ssh arguments ask for a tty (`-t`, or `-o
+    RequestTTY=yes|force`): data on stdin would then go through a remote tty.
+    ansible-core 2.19 and later answer this themselves; before, the same
+    parse is done here (argparse, as theirs)."""
+    if hasattr(connection, "_is_tty_requested"):
+        return bool(connection._is_tty_requested())
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-t", action="count")
+    parser.add_argument("-o", action="append")
+    words = []
     for option in ("ssh_args", "ssh_common_args", "ssh_extra_args"):
         try:
-            args.extend(shlex.split(connection.get_option(option) or ""))
-        except Exception:
+            words.extend(shlex.split(connection.get_option(option) or ""))
+        except (KeyError, ValueError):
             continue
-    for i, arg in enumerate(args):
-        if arg in ("-t", "-tt") or (arg.startswith("-") and not arg.startswith("-o") and "t" in arg[1:] and
-                                     arg[1:].isalpha() and not arg.startswith("--")):
-            return True
-        option = arg[2:] if arg.startswith("-o") and len(arg) > 2 else (args[i + 1] if arg == "-o" and i + 1 < len(args)
-                                                                         else "")
-        if option.lower().replace(" ", "=").startswith("requesttty=") and \
-                option.split("=", 1)[1].strip().lower() in ("yes", "force"):
+    args, _ = parser.parse_known_args(words)
+    if args.t:
+        return True
+    for setting in args.o or []:
+        name, _, value = setting.replace("=", " ", 1).partition(" ")
+        if name.strip().lower() == "requesttty" and value.strip().lower() in ("yes", "force"):
             return True
     return False
 
