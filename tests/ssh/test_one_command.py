@@ -399,3 +399,40 @@ def test_every_strategy_takes_the_one_command(tmp_path, sshd, strategy):
         assert Path(f"{out}.host{i}").read_text() == f"host{i}"
     # Under free and host_pinned the hosts' tasks interleave: count over the whole run.
     assert "<127.0.0.1> PUT " not in proc.stdout and proc.stdout.count("set -- --stdin") == 3, brief(proc.stdout)
+
+
+REQUIRETTY = """
+- name: launch under sudo
+  command: id -un
+  async: 30
+  poll: 0
+  register: job
+- name: lookup under sudo
+  async_status: {jid: "{{ job.ansible_job_id }}"}
+  register: st
+  until: st is finished
+  retries: 60
+  delay: 0.5
+- set_fact:
+    saved: {job: "{{ job }}", st: "{{ st }}"}
+"""
+
+
+@pytest.mark.parametrize("pipelining", [False], ids=["pipelining-off"])
+def test_sudo_with_requiretty_takes_the_modules_way_where_stdin_is_needed(tmp_path, sshd, pipelining):
+    """sudo's requiretty refuses a command that comes without a tty, as one
+    with data on stdin does: nothing runs, and the launch takes the module's
+    way (which has the tty); a lookup needs no stdin and stays one command."""
+    rule = Path(f"/etc/sudoers.d/native-async-requiretty-{tmp_path.name}")
+    rule.write_text(f"Defaults:{sshd_mod.LOGIN_USER} requiretty\n")
+    rule.chmod(0o440)
+    try:
+        logs, saved, proc = one_host_play(tmp_path, sshd, pipelining, REQUIRETTY + SAVE, user=sshd_mod.LOGIN_USER,
+                                          ansible_become="true", ansible_become_user="root",
+                                          ansible_become_method="sudo")
+    finally:
+        rule.unlink()
+    assert saved is not None, brief(proc.stdout)
+    launch = logs["launch under sudo"]
+    assert "must have a tty" in launch and "PUT " in launch, brief(launch)
+    assert saved["st"]["stdout"] == "root" and saved["st"]["rc"] == 0, saved

@@ -377,7 +377,8 @@ class Held:
         if split is None or self.memo.has("no-native"):
             return self.module_way(cmd, run)
         role = launcher_role(self.files[launcher])
-        if role == "wrapper" and why_not(self.action, self.task_vars, stdin=True) is None:
+        if role == "wrapper" and not self.memo.has("no-stdin") \
+                and why_not(self.action, self.task_vars, stdin=True) is None:
             return self.launch(cmd, split, launcher, run)
         if role == "status":
             return self.lookup(cmd, split, run)
@@ -406,6 +407,8 @@ class Held:
                 sent_whole.update(missing)
                 continue
             if tty_refused(res):
+                # sudo's requiretty: nothing ran; this host takes commands without stdin only.
+                self.memo.note("no-stdin")
                 return self.module_way(cmd, run)
             if res.get("rc") == 0:
                 self.memo.note("native")
@@ -432,11 +435,16 @@ class Held:
         # The host's first lookup: the binary goes with the second command,
         # which puts it in the cache and answers.
         xz = self.launchers.binary_xz(arch)
-        if xz is None or why_not(self.action, self.task_vars, stdin=True) is not None:
+        if xz is None:
             self.memo.note("no-native")
+            return self.module_way(cmd, run)
+        if self.memo.has("no-stdin") or why_not(self.action, self.task_vars, stdin=True) is not None:
             return self.module_way(cmd, run)
         installer = "set -- --install status --args %s\n%s" % (quoted, self.launchers.installer())
         res = run("%s%s -c %s native_async" % (head, interpreter, shlex.quote(installer)), xz)
+        if tty_refused(res):
+            self.memo.note("no-stdin")
+            return self.module_way(cmd, run)
         if res.get("rc") == 1 and "cannot install the binary" in res.get("stdout", ""):
             self.memo.note("no-native")
             return self.module_way(cmd, run)
