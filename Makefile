@@ -80,11 +80,11 @@ test-rust:
 # tests/ssh and the SSH runs need sshd, sudo and acl: tools/test-deps.sh installs
 # them with apt when missing (CI starts from a fresh image).
 # tests/platforms runs the other architectures' binaries under qemu-user 10 and a
-# libc-free busybox chroot: tools/qemu-deps.sh installs both (apt, bookworm-backports);
-# where it cannot, those tests skip (CI installs them: .ci/run).
+# libc-free busybox chroot: tools/qemu-deps.sh fetches both into .cache/qemu (apt with
+# private lists, no root); where it cannot, those tests skip (CI fetches them first: .ci/run).
 test-integration: build
 	tools/test-deps.sh
-	tools/qemu-deps.sh || echo "make test: qemu-user or busybox-static not installable here; the emulated tests will skip"
+	tools/qemu-deps.sh || echo "make test: qemu-user 10 or busybox-static could not be fetched into .cache/qemu; the emulated tests will skip"
 	$(VENV)/bin/pytest -q tests
 	NATIVE_ASYNC_CONNECTION=ssh NATIVE_ASYNC_PIPELINING=0 $(VENV)/bin/pytest -q tests/integration
 	NATIVE_ASYNC_CONNECTION=ssh NATIVE_ASYNC_PIPELINING=1 $(VENV)/bin/pytest -q tests/integration

@@ -2,15 +2,17 @@
 # tools/mkchroot.sh <dir> [<file>...]: a tiny root file system with no libc at all,
 # to show that the static binaries need nothing from the host.
 #
-# <dir> gets Debian's static busybox (package busybox-static, see tools/qemu-deps.sh)
-# as /bin/busybox with a symlink for each of its applets (sh, cat, ls, sleep, env...),
-# /etc/passwd and /etc/group with root and nobody, /root, a sticky /tmp, empty
-# /proc and /sys to mount on, and, when run as root, /dev/null, /dev/zero,
-# /dev/random, /dev/urandom and /dev/tty. Each <file> is copied into <dir>/bin: the
-# binaries to test, or a static qemu-user emulator (/usr/bin/qemu-aarch64) to run
-# another architecture's binaries inside the chroot:
-#   tools/mkchroot.sh /tmp/croot .cache/cross/x86_64-unknown-linux-musl/async_wrapper
-#   chroot /tmp/croot /bin/async_wrapper --version
+# <dir> gets Debian's static busybox as /bin/busybox with a symlink for each of its
+# applets (sh, cat, ls, sleep, env...), /etc/passwd and /etc/group with root and
+# nobody, /root, a sticky /tmp, empty /proc and /sys to mount on, and, when run as
+# root, /dev/null, /dev/zero, /dev/random, /dev/urandom and /dev/tty. The busybox is
+# $BUSYBOX if set, else .cache/qemu/root/bin/busybox (tools/qemu-deps.sh unpacks
+# busybox-static there), else /bin/busybox. Each <file> is copied into <dir>/bin:
+# the binaries to test, or a static qemu-user emulator to run another
+# architecture's binaries inside the chroot:
+#   tools/mkchroot.sh /tmp/croot .cache/cross/x86_64-unknown-linux-musl/native_async
+#   chroot /tmp/croot /bin/native_async --version
+#   tools/mkchroot.sh /tmp/croot .cache/qemu/root/usr/bin/qemu-aarch64
 # Idempotent: rerunning refreshes the tree. Nothing dynamic is put in it: it fails
 # if busybox or a <file> has a program interpreter (PT_INTERP).
 set -eu
@@ -20,7 +22,11 @@ die() { echo "mkchroot.sh: error: $*" >&2; exit 1; }
 [ $# -ge 1 ] || die "usage: tools/mkchroot.sh <dir> [<file>...]"
 dir=$1
 shift
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+if [ -z "${BUSYBOX:-}" ]; then
+	BUSYBOX=$(cd "$(dirname "$0")/.." && pwd)/.cache/qemu/root/bin/busybox
+	[ -x "$BUSYBOX" ] || BUSYBOX=/bin/busybox
+fi
+case $BUSYBOX in /*) ;; *) BUSYBOX=$PWD/$BUSYBOX ;; esac # used after the cd below
 
 is_static() { # an ELF file without PT_INTERP; readelf if present, else the header's bytes
 	if command -v readelf >/dev/null; then
@@ -30,8 +36,8 @@ is_static() { # an ELF file without PT_INTERP; readelf if present, else the head
 	fi
 }
 
-[ -x "$BUSYBOX" ] || die "$BUSYBOX not found: install busybox-static (tools/qemu-deps.sh does)"
-is_static "$BUSYBOX" || die "$BUSYBOX is dynamically linked: install busybox-static, not busybox"
+[ -x "$BUSYBOX" ] || die "$BUSYBOX not found: run tools/qemu-deps.sh (it unpacks Debian's busybox-static into .cache/qemu/root), or set BUSYBOX to a static busybox"
+is_static "$BUSYBOX" || die "$BUSYBOX is dynamically linked: this needs a static busybox (Debian's busybox-static; tools/qemu-deps.sh)"
 for f; do
 	[ -f "$f" ] || die "$f: no such file"
 	is_static "$f" || die "$f is dynamically linked (it has a PT_INTERP): it cannot run in a chroot with no libc"

@@ -4,9 +4,12 @@ chroot) and on other architectures (qemu-user); a host no native binary fits
 gets the Python fallback, through real ansible-playbook, with the builtin's
 results."""
 
+import functools
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +33,35 @@ def skip_or_fail(why):
 WRAPPER = MODULES_DIR / "async_wrapper"
 STATUS = MODULES_DIR / "async_status"
 QEMU = {"aarch64": "qemu-aarch64", "s390x": "qemu-s390x", "ppc64le": "qemu-ppc64le"}
+# tools/qemu-deps.sh unpacks Debian's static qemu-user 10 and busybox-static here
+# (no root, nothing installed); the tests take them from here first, then from PATH.
+DEPS_ROOT = ROOT / ".cache" / "qemu" / "root"
+FETCH = "tools/qemu-deps.sh unpacks it into .cache/qemu/root"
+
+
+def dependency(relpath):
+    """The path of a tool the tests need: DEPS_ROOT/relpath when tools/qemu-deps.sh
+    has unpacked it, else the one on PATH, else None."""
+    cached = DEPS_ROOT / relpath
+    if cached.is_file() and os.access(cached, os.X_OK):
+        return str(cached)
+    return shutil.which(Path(relpath).name)
+
+
+def is_static(path):
+    """Whether `path` is an ELF file with no program interpreter (PT_INTERP)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            return False
+        end = "<" if head[5] == 1 else ">"
+        # e_phoff, then e_phentsize and e_phnum, where ELFCLASS64 or ELFCLASS32 puts them.
+        off, size, at = (32, "Q", 54) if head[4] == 2 else (28, "I", 42)
+        (phoff,) = struct.unpack_from(end + size, head, off)
+        phentsize, phnum = struct.unpack_from(end + "HH", head, at)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack_from(end + "I", table, i * phentsize)[0] != 3 for i in range(phnum))  # PT_INTERP
 
 
 def payload(path, arch):
@@ -67,11 +99,13 @@ def unpacked(tmp_path, path, arch):
 def chroot(tmp_path):
     if os.geteuid() != 0:
         skip_or_fail("chroot needs root")
-    if not Path("/bin/busybox").exists() or subprocess.run(
-            ["sh", "-c", "readelf -lW /bin/busybox | grep -q INTERP"]).returncode == 0:
-        skip_or_fail("needs Debian's busybox-static (tools/qemu-deps.sh installs it)")
+    busybox = dependency("bin/busybox")
+    if busybox is None or not is_static(busybox):
+        skip_or_fail(f"needs a static busybox, found {busybox or 'none'} (Debian's busybox-static: {FETCH})")
     root = tmp_path / "root"
-    subprocess.run([str(ROOT / "tools/mkchroot.sh"), str(root)], check=True, capture_output=True)
+    p = subprocess.run([str(ROOT / "tools/mkchroot.sh"), str(root)], env=dict(os.environ, BUSYBOX=busybox),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
     (root / "modules").mkdir()
     for m in (WRAPPER, STATUS):
         shutil.copy(m, root / "modules" / m.name)
@@ -113,10 +147,25 @@ def test_the_musl_binaries_run_where_there_is_no_libc(chroot):
 
 # --- Other architectures, under qemu-user -----------------------------------
 
+@functools.cache
+def qemu_version(qemu):
+    """(major, minor) of a qemu-user binary ("qemu-aarch64 version 10.0.2 (Debian ...)"), or None."""
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else None
+
+
 def emulator(arch):
-    qemu = shutil.which(QEMU[arch])
+    """The qemu-user 10 (or later) emulator for `arch`: the one tools/qemu-deps.sh
+    unpacked, else one on PATH. Older ones ignore PR_SET_CHILD_SUBREAPER, which
+    the wrapper relies on to stop a job's whole tree, so they do not count."""
+    qemu = dependency(f"usr/bin/{QEMU[arch]}")
     if qemu is None:
-        skip_or_fail(f"{QEMU[arch]} is not installed (tools/qemu-deps.sh installs qemu-user 10)")
+        skip_or_fail(f"no {QEMU[arch]} (qemu-user 10: {FETCH})")
+    version = qemu_version(qemu)
+    if version is None or version < (10, 0):
+        found = ".".join(map(str, version)) if version else "of an unknown version"
+        skip_or_fail(f"{qemu} is qemu {found}; these tests need qemu-user 10.0 or later ({FETCH})")
     return qemu
 
 
@@ -138,6 +187,7 @@ def test_the_smoke_suite_passes_under_emulation(tmp_path, arch):
     running job, with the binaries the modules carry, under qemu-user (which
     honours the subreaper prctl from 10.0 on)."""
     qemu = emulator(arch)
+    print(f"{arch}: {qemu}, qemu {'.'.join(map(str, qemu_version(qemu)))}")  # shown by pytest -rP
     full = unpacked(tmp_path, STATUS, arch)
     slim = unpacked(tmp_path, WRAPPER, arch) if arch in ("x86_64", "aarch64") else full
     async_dir = tmp_path / "async"
@@ -289,7 +339,9 @@ def test_the_fallback_refuses_bad_input_with_one_clear_error(tmp_path):
     for wait in ("NaN", "Infinity", "-1", "1e11", '"soon"', "[1]"):
         rc, st = status('{"jid": "j1.1", "_async_dir": "%s", "wait": %s}' % (async_dir, wait))
         assert rc == 1 and st["failed"] is True, (wait, st)
-        assert st["msg"].startswith("wait must be a number of seconds, 0 to"), (wait, st)
+        # NaN and Infinity are not JSON: refused as the arguments, before any key
+        expect = "the module arguments are not valid JSON" if wait in ("NaN", "Infinity") else "wait must be a number of seconds, 0 to"
+        assert st["msg"].startswith(expect), (wait, st)
     (async_dir / "j2.1").write_text('{"rc": 0, "deep": %s1%s}' % ("[" * 100000, "]" * 100000))
     rc, st = status(json.dumps({"jid": "j2.1", "_async_dir": str(async_dir)}))
     assert rc == 1 and st["finished"] is True and "nested deeper than Python's json reads" in st["msg"], st
