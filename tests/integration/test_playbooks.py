@@ -302,9 +302,12 @@ def native_env(tmp_path):
 def test_interop(tmp_path, inventory, launcher, reader):
     envs = {"builtin": builtin_env(tmp_path), "native": native_env(tmp_path)}
     saved = tmp_path / "jid.txt"
+    # The job runs until the reader has seen it running (a gate file, not a sleep
+    # that a loaded machine can outlast), bounded at 60 s.
+    gate = tmp_path / "gate"
     play(tmp_path, inventory, envs[launcher], f"""
-- shell: "sleep {5 if CONNECTION == 'local' else 12}; echo from-{launcher}; echo warn >&2"
-  async: 30
+- shell: "for i in $(seq 600); do [ -e {gate} ] && break; sleep 0.1; done; echo from-{launcher}; echo warn >&2"
+  async: 90
   poll: 0
   register: job
 - copy: {{content: "{{{{ job.ansible_job_id }}}}", dest: "{saved}"}}
@@ -314,6 +317,7 @@ def test_interop(tmp_path, inventory, launcher, reader):
 - async_status: {{jid: "{jid}"}}
   register: running
 - assert: {{that: [running.started, not running.finished]}}
+- file: {{path: "{gate}", state: touch}}
 - async_status: {{jid: "{jid}"}}
   register: st
   until: st is finished

@@ -338,6 +338,8 @@ NOT_SH = """
   poll: 0
   register: job
   ignore_errors: true
+  # ansible-core 2.21 reports a tmp dir it cannot make under this shell as unreachable
+  ignore_unreachable: true
 - set_fact:
     saved: {job: "{{ job }}"}
 """
