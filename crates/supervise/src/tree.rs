@@ -1,0 +1,160 @@
+//! The supervisor's process tree: every descendant, found through /proc, and
+//! stopping them all (TERM, grace, KILL).
+
+use crate::procfs;
+use crate::signals::next_signal;
+use crate::wait::has_children;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+/// Every live descendant of this process, found through /proc. As a subreaper
+/// this process inherits every orphan of the tree, so the walk finds processes
+/// that left the module's process group or session too. It follows each
+/// process's `children` lists down the tree, so its cost is the job's own tree
+/// whatever else runs on the host (a thousand jobs stopped at once would make a
+/// scan of all of /proc quadratic); a kernel without those lists gets the scan.
+pub fn descendants() -> Vec<Pid> {
+    let me = std::process::id() as i32;
+    let found = match children_of(me) {
+        Some(first) => {
+            let mut found = first;
+            let mut i = 0;
+            while i < found.len() {
+                let more = children_of(found[i]).unwrap_or_default();
+                found.extend(more.into_iter().filter(|p| *p != me));
+                i += 1;
+            }
+            found
+        }
+        None => scan_descendants(me),
+    };
+    found.into_iter().map(Pid::from_raw).collect()
+}
+
+/// The children of `pid` from /proc/<pid>/task/*/children; `None` when the
+/// kernel does not provide the lists.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            any = true;
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    // A process that is gone has no task dir: no children, and no reason to scan.
+    any.then_some(children)
+}
+
+/// The descendants of `root` by reading every process's parent in /proc.
+fn scan_descendants(root: i32) -> Vec<i32> {
+    let parent_of: Vec<(i32, i32)> = procfs::pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, read_ppid(pid)?)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+/// The parent pid of `pid`.
+fn read_ppid(pid: i32) -> Option<i32> {
+    procfs::Stat::read(pid).map(|s| s.ppid)
+}
+
+fn signal_tree(sig: Signal) -> usize {
+    let procs = descendants();
+    for &p in &procs {
+        let _ = kill(p, sig);
+        if sig != Signal::SIGKILL {
+            // A stopped process cannot act on a signal until it is continued.
+            let _ = kill(p, Signal::SIGCONT);
+        }
+    }
+    procs.len()
+}
+
+/// Stops every descendant: `first` (SIGTERM for a limit), up to `grace` for
+/// them to exit, then SIGKILL until none is left. Returns once the tree is
+/// gone and reaped, or, when some processes outlive a bounded round of
+/// SIGKILLs (stuck in the kernel, or another user's that this one may not
+/// signal), the pids of those still alive, for the job's record to name.
+pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) -> Vec<u32> {
+    signal_tree(first);
+    let deadline = Instant::now() + grace;
+    while has_children() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if left.is_zero() {
+            break;
+        }
+        next_signal(signals, Some(left));
+    }
+    // New processes may appear while the tree is being walked: repeat, bounded.
+    for _ in 0..100 {
+        if !has_children() && descendants().is_empty() {
+            return Vec::new();
+        }
+        signal_tree(Signal::SIGKILL);
+        next_signal(signals, Some(Duration::from_millis(10)));
+    }
+    descendants()
+        .into_iter()
+        .filter(|p| procfs::Stat::read(p.as_raw()).is_some_and(|s| !s.ended()))
+        .map(|p| p.as_raw() as u32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_walks_find_the_same_tree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let me = std::process::id() as i32;
+        let walked: Vec<i32> = descendants().into_iter().map(|p| p.as_raw()).collect();
+        let scanned = scan_descendants(me);
+        // Other tests may have children of their own: look at this one's subtree.
+        let sh = child.id() as i32;
+        let sleeps = children_of(sh).expect("children lists");
+        assert_eq!(sleeps.len(), 2, "sh runs two sleeps: {sleeps:?}");
+        for p in std::iter::once(sh).chain(sleeps.iter().copied()) {
+            assert!(
+                walked.contains(&p) && scanned.contains(&p),
+                "{p} in {walked:?} and {scanned:?}"
+            );
+        }
+        for p in sleeps {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn reads_ppid_of_self() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(read_ppid(me), Some(parent));
+    }
+}
