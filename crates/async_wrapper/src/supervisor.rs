@@ -260,7 +260,7 @@ impl<'a> Supervisor<'a> {
     /// EOF and its output going to the job's files, and records who it is.
     pub fn start(&mut self, job: &Job<'a>) -> Result<(u32, Instant), Ending> {
         let argv = module_command(job.args);
-        let not_started = |e: std::io::Error| Ending::NotStarted(spawn_error(&argv, &e));
+        let not_started = |e: supervise::Error| Ending::NotStarted(spawn_error(&argv, &e));
         let held =
             supervise::spawn_module(&argv, &self.stdout, &self.stderr).map_err(not_started)?;
         let pid = held.pid().as_raw() as u32;
@@ -517,7 +517,7 @@ pub fn module_command(args: &WrapperArgs) -> Vec<OsString> {
 /// Why the module could not start, naming what is missing: a missing
 /// interpreter gives the same error as a missing module, and only the name
 /// tells the user which line of their inventory to fix.
-pub fn spawn_error(argv: &[OsString], e: &std::io::Error) -> String {
+pub fn spawn_error(argv: &[OsString], e: &supervise::Error) -> String {
     let program = argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn a_missing_interpreter_is_named() {
         let argv: Vec<OsString> = vec!["/usr/bin/python3.nope".into(), "/tmp/m.py".into()];
-        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = supervise::Error::Exec(std::io::Error::from(std::io::ErrorKind::NotFound));
         let msg = spawn_error(&argv, &e);
         assert!(
             msg.contains("its interpreter /usr/bin/python3.nope was not found"),

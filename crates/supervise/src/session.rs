@@ -4,7 +4,6 @@
 //! orphans of the job come back to the supervisor).
 
 use crate::{Error, Result};
-use nix::errno::Errno;
 use nix::unistd::{ForkResult, Pid};
 use std::os::fd::AsRawFd;
 
@@ -82,6 +81,6 @@ fn close_inherited() {
 
 /// Makes orphaned descendants (double forks, setsid daemons) re-parent to this
 /// process instead of init, so a limit or a kill can find and stop them.
-pub fn become_subreaper() -> std::result::Result<(), Errno> {
-    nix::sys::prctl::set_child_subreaper(true)
+pub fn become_subreaper() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(Error::Subreaper)
 }

@@ -50,7 +50,7 @@ const ASK_TAG: i32 = 0x4e41_0000;
 /// Asks the supervisor `pid` to stop its job, sending `first` to the job's
 /// processes before the grace period and SIGKILL. The signal is queued with
 /// the SIGTERM (`sigqueue`), so the request and its detail arrive as one.
-pub fn request_stop(pid: Pid, first: Signal) -> std::io::Result<()> {
+pub fn request_stop(pid: Pid, first: Signal) -> Result<()> {
     let value = libc::sigval {
         sival_ptr: (ASK_TAG | first as i32) as usize as *mut libc::c_void,
     };
@@ -59,7 +59,7 @@ pub fn request_stop(pid: Pid, first: Signal) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error())
+        Err(Error::RequestStop(std::io::Error::last_os_error()))
     }
 }
 

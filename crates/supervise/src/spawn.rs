@@ -1,6 +1,7 @@
 //! Starting the module: forked, set up as it needs, and held at its exec
 //! until the supervisor has recorded who it is.
 
+use crate::{Error, Result};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 use std::fs::File;
@@ -28,30 +29,29 @@ pub fn spawn_module(
     argv: &[std::ffi::OsString],
     stdout: &File,
     stderr: &File,
-) -> std::io::Result<HeldModule> {
+) -> Result<HeldModule> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let words: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| std::io::Error::other("a word of the module's command holds a NUL byte"))?;
+        .map_err(|_| Error::NulInCommand)?;
     let Some(program) = words.first() else {
-        return Err(std::io::Error::other(
-            "the controller gave no command to run",
-        ));
+        return Err(Error::NoCommand);
     };
     let mut pointers: Vec<*const libc::c_char> = words.iter().map(|w| w.as_ptr()).collect();
     pointers.push(std::ptr::null());
-    let null = std::fs::File::open("/dev/null")?;
-    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (gate_read, gate_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(spawn_failed);
+    let null = std::fs::File::open("/dev/null").map_err(Error::Spawn)?;
+    let (report_read, report_write) = pipe()?;
+    let (gate_read, gate_write) = pipe()?;
     let (out, err, input) = (stdout.as_raw_fd(), stderr.as_raw_fd(), null.as_raw_fd());
     let (gate, gate_held) = (gate_read.as_raw_fd(), gate_write.as_raw_fd());
     // SAFETY: this process is single-threaded (the supervisor), so the child
     // may run any code; it runs only async-signal-safe calls on data prepared
     // before the fork, then execs or exits.
-    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+    match unsafe { nix::unistd::fork() }.map_err(spawn_failed)? {
         ForkResult::Child => {
             // SAFETY: plain libc calls on descriptors and pointers that are
             // valid in the child (copies of the parent's, taken above).
@@ -94,6 +94,12 @@ pub fn spawn_module(
     }
 }
 
+/// A system call's error as the module's start reports it: in the words of
+/// `std::io`, which the start's failure message has always used.
+fn spawn_failed(e: nix::errno::Errno) -> Error {
+    Error::Spawn(std::io::Error::from(e))
+}
+
 /// A module forked and waiting at its exec (see [`spawn_module`]).
 #[derive(Debug)]
 pub struct HeldModule {
@@ -110,14 +116,14 @@ impl HeldModule {
 
     /// Lets the module exec; returns once it runs, or with the exec's error
     /// (the child reaped) when it could not be started.
-    pub fn release(mut self) -> std::io::Result<Pid> {
+    pub fn release(mut self) -> Result<Pid> {
         use std::io::{Read, Write};
         if let Some(mut gate) = self.gate.take()
             && let Err(e) = gate.write_all(b"1")
         {
             // The child is gone already (EPIPE): reap it.
             let _ = waitpid(self.pid, None);
-            return Err(e);
+            return Err(Error::Release(e));
         }
         let mut said = [0u8; 4];
         let mut got = 0;
@@ -126,13 +132,14 @@ impl HeldModule {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(Error::Release(e)),
             }
         }
         if got == 4 {
             // It never ran: reap it, and say why.
             let _ = waitpid(self.pid, None);
-            return Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(said)));
+            let errno = i32::from_ne_bytes(said);
+            return Err(Error::Exec(std::io::Error::from_raw_os_error(errno)));
         }
         Ok(self.pid)
     }
