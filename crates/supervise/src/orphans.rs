@@ -17,8 +17,8 @@
 
 use crate::identity::{Identity, Liveness};
 use crate::procfs::{Stat, pids};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use crate::stop::{Processes, Stopped, alive, stop};
+use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 /// The live processes of the job whose module was `module`, started by the
@@ -62,62 +62,57 @@ pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
     found.into_iter().map(|p| p as u32).collect()
 }
 
-/// What [`stop_orphans`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stopped {
-    /// The processes found and signalled.
-    pub stopped: Vec<u32>,
-    /// Those still alive after SIGKILL (another user's, say).
-    pub left: Vec<u32>,
-}
-
 /// Stops what is left of a job ([`orphans_of`]): `first` to each process
 /// (and SIGCONT, so a stopped one can act on it), up to `grace` for them to
-/// go, then SIGKILL. They are not this process's children: their ends are
-/// seen by looking.
+/// go, then SIGKILL.
 pub fn stop_orphans(module: &Identity, session: u32, first: Signal, grace: Duration) -> Stopped {
-    let mut stopped: Vec<u32> = Vec::new();
-    let deadline = Instant::now() + grace;
-    // New processes may be forked while the tree is signalled: look again, bounded.
-    for _ in 0..10 {
-        let found = orphans_of(module, session);
-        let new: Vec<u32> = found.into_iter().filter(|p| !stopped.contains(p)).collect();
-        if new.is_empty() {
-            break;
-        }
-        for &p in &new {
-            let _ = kill(Pid::from_raw(p as i32), first);
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGCONT);
-        }
-        stopped.extend(new);
-    }
-    let alive = |pids: &[u32]| -> Vec<u32> {
-        pids.iter()
-            .copied()
-            .filter(|p| Stat::read(*p as i32).is_some_and(|s| !s.ended()))
-            .collect()
+    let mut orphans = Orphans {
+        module,
+        session,
+        seen: Vec::new(),
     };
-    while !alive(&stopped).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = orphans_of(module, session);
-        for p in alive(&stopped) {
-            if !left.contains(&p) {
-                left.push(p);
+    stop(&mut orphans, first, grace)
+}
+
+/// How often the ends of processes that are not this one's children are looked for.
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
+/// What is left of a lost job as a stop sees it: found by identity, and seen
+/// ending by looking in /proc (they are not this process's children).
+struct Orphans<'a> {
+    module: &'a Identity,
+    session: u32,
+    /// Every process found so far.
+    seen: Vec<u32>,
+}
+
+impl Processes for Orphans<'_> {
+    fn find(&mut self) -> Vec<u32> {
+        let mut found = orphans_of(self.module, self.session);
+        // One found before may have left the module's group since, and its
+        // parent ended: it is followed by its pid.
+        for &p in &self.seen {
+            if alive(p) && !found.contains(&p) {
+                found.push(p);
             }
         }
-        if left.is_empty() {
-            break;
-        }
-        for &p in &left {
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-            if !stopped.contains(&p) {
-                stopped.push(p);
+        for &p in &found {
+            if !self.seen.contains(&p) {
+                self.seen.push(p);
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        found
     }
-    Stopped { stopped, left }
+
+    fn wait_gone(&mut self, signalled: &[u32], until: Instant) {
+        while signalled.iter().any(|p| alive(*p)) {
+            let Some(left) = until
+                .checked_duration_since(Instant::now())
+                .filter(|l| !l.is_zero())
+            else {
+                break;
+            };
+            std::thread::sleep(left.min(LOOK_EVERY));
+        }
+    }
 }

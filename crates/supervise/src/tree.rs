@@ -2,9 +2,9 @@
 //! stopping them all (TERM, grace, KILL).
 
 use crate::procfs;
-use crate::signals::next_signal;
-use crate::wait::has_children;
-use nix::sys::signal::{SigSet, Signal, kill};
+use crate::stop::{Processes, stop};
+use crate::wait::{Waited, has_children, reap, wait_children};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
@@ -77,53 +77,44 @@ fn read_ppid(pid: i32) -> Option<i32> {
     procfs::Stat::read(pid).map(|s| s.ppid)
 }
 
-fn signal_tree(sig: Signal) -> usize {
-    let procs = descendants();
-    for &p in &procs {
-        let _ = kill(p, sig);
-        if sig != Signal::SIGKILL {
-            // A stopped process cannot act on a signal until it is continued.
-            let _ = kill(p, Signal::SIGCONT);
-        }
-    }
-    procs.len()
-}
-
 /// Stops every descendant: `first` (SIGTERM for a limit), up to `grace` for
 /// them to exit, then SIGKILL until none is left. Returns once the tree is
 /// gone and reaped, or, when some processes outlive a bounded round of
 /// SIGKILLs (stuck in the kernel, or another user's that this one may not
 /// signal), the pids of those still alive, for the job's record to name.
 pub fn stop_tree(first: Signal, grace: Duration, signals: &SigSet) -> Vec<u32> {
-    signal_tree(first);
-    let deadline = Instant::now() + grace;
-    while has_children() {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        if left.is_zero() {
-            break;
-        }
-        next_signal(signals, Some(left));
+    stop(&mut Tree { signals }, first, grace).left
+}
+
+/// This process's tree as a stop sees it: found by walking /proc down from
+/// here, and seen ending as its children are reaped.
+struct Tree<'a> {
+    signals: &'a SigSet,
+}
+
+impl Processes for Tree<'_> {
+    fn find(&mut self) -> Vec<u32> {
+        // Those that ended are reaped first, so the walk does not find them.
+        let _ = reap(None);
+        descendants()
+            .into_iter()
+            .map(|p| p.as_raw() as u32)
+            .collect()
     }
-    // New processes may appear while the tree is being walked: repeat, bounded.
-    for _ in 0..100 {
-        if !has_children() && descendants().is_empty() {
-            return Vec::new();
-        }
-        signal_tree(Signal::SIGKILL);
-        next_signal(signals, Some(Duration::from_millis(10)));
+
+    /// Until no child is left: every one counts, signalled or not, as the
+    /// whole tree must go. A request to stop meanwhile changes nothing: the
+    /// stop is under way.
+    fn wait_gone(&mut self, _signalled: &[u32], until: Instant) {
+        let none_left = || Ok((!has_children()).then_some(()));
+        while let Ok(Waited::Stop(_)) = wait_children(Some(until), self.signals, none_left) {}
     }
-    descendants()
-        .into_iter()
-        .filter(|p| procfs::Stat::read(p.as_raw()).is_some_and(|s| !s.ended()))
-        .map(|p| p.as_raw() as u32)
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::kill;
 
     #[test]
     fn both_walks_find_the_same_tree() {

@@ -1,6 +1,8 @@
-//! Waiting without polling: for the module's end against its deadline
-//! (children reaped as they end), or, before there is a module, for a
-//! descriptor; a stop request ends either wait.
+//! Waiting without polling. On this process's children, in one loop
+//! (`wait_children`): for the module's end against its deadline, and for a
+//! stopped tree to go (`tree.rs`); children are reaped as they end. Before
+//! there is a module, for a descriptor. A stop request ends the first and the
+//! last.
 
 use crate::signals::{asked_signal, next_signal};
 use crate::{Error, Result, StopRequest};
@@ -89,26 +91,54 @@ pub fn wait_readable(
 /// Waits for `pid` to end, for the deadline, or for a stop request, whichever
 /// comes first. Other children that end meanwhile (re-parented orphans) are reaped.
 pub fn wait_for(pid: Pid, deadline: Option<Instant>, signals: &SigSet) -> Result<Event> {
+    Ok(
+        match wait_children(deadline, signals, || reap(Some(pid)))? {
+            Waited::Found(ended) => Event::Ended(ended),
+            Waited::Deadline => Event::Deadline,
+            Waited::Stop(request) => Event::StopRequested(request),
+        },
+    )
+}
+
+/// What a wait on this process's children ended with.
+pub(crate) enum Waited<T> {
+    /// The look found what it looked for.
+    Found(T),
+    /// The deadline passed first.
+    Deadline,
+    /// A request to stop came first.
+    Stop(StopRequest),
+}
+
+/// The supervisor's one way to wait on its children: `look` (which reaps
+/// and checks), then a sleep in `sigtimedwait` until a signal comes (SIGCHLD:
+/// a child ended) or the deadline (`None`: none) passes, then `look` again.
+/// The signals are blocked, so none is missed between a look and the sleep.
+pub(crate) fn wait_children<T>(
+    deadline: Option<Instant>,
+    signals: &SigSet,
+    mut look: impl FnMut() -> Result<Option<T>>,
+) -> Result<Waited<T>> {
     loop {
-        if let Some(ended) = reap(Some(pid))? {
-            return Ok(Event::Ended(ended));
+        if let Some(found) = look()? {
+            return Ok(Waited::Found(found));
         }
         let timeout = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Some(left),
-                _ => return Ok(Event::Deadline),
+                _ => return Ok(Waited::Deadline),
             },
             None => None,
         };
         match next_signal(signals, timeout) {
-            Some(req) if req.received != Signal::SIGCHLD => return Ok(Event::StopRequested(req)),
+            Some(req) if req.received != Signal::SIGCHLD => return Ok(Waited::Stop(req)),
             _ => {}
         }
     }
 }
 
 /// Reaps every child that has ended; returns how `watched` ended if it did.
-fn reap(watched: Option<Pid>) -> Result<Option<Ended>> {
+pub(crate) fn reap(watched: Option<Pid>) -> Result<Option<Ended>> {
     let mut found = None;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
