@@ -116,3 +116,62 @@ impl Processes for Orphans<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{children_lock, eventually, started};
+
+    #[test]
+    fn what_is_left_of_a_job_is_found_by_its_group_and_stopped() {
+        let _children = children_lock();
+        let mut sh = started("sleep 30 & echo ready; exec sleep 30", true);
+        let module = Identity::of(sh.id()).unwrap();
+        let session = std::process::id();
+        // Until both run sleep: a shell's child between fork and exec may
+        // hold its signals blocked.
+        let sleeping = |p: &u32| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|l| l == b"sleep\x0030\x00")
+        };
+        eventually("both sleeps run, in the module's group", || {
+            let found = orphans_of(&module, session);
+            found.len() == 2 && found.iter().all(sleeping)
+        });
+        let found = orphans_of(&module, session);
+        assert!(found.contains(&sh.id()), "{found:?}");
+        let start = Instant::now();
+        let stopped = stop_orphans(&module, session, Signal::SIGTERM, Duration::from_secs(3));
+        assert!(start.elapsed() < Duration::from_secs(3), "ended by SIGTERM");
+        let mut both = stopped.stopped.clone();
+        both.sort();
+        let mut expected = found.clone();
+        expected.sort();
+        assert_eq!(both, expected);
+        assert_eq!(stopped.left, Vec::<u32>::new());
+        assert!(found.iter().all(|p| !alive(*p)));
+        assert!(orphans_of(&module, session).is_empty(), "nothing is left");
+        sh.wait().unwrap();
+    }
+
+    #[test]
+    fn an_orphan_that_ignores_term_gets_kill_after_the_grace() {
+        let _children = children_lock();
+        let mut sh = started("trap '' TERM; echo ready; exec sleep 30", true);
+        let module = Identity::of(sh.id()).unwrap();
+        let grace = Duration::from_millis(300);
+        let start = Instant::now();
+        let stopped = stop_orphans(&module, std::process::id(), Signal::SIGTERM, grace);
+        let took = start.elapsed();
+        assert_eq!(
+            stopped,
+            Stopped {
+                stopped: vec![sh.id()],
+                left: Vec::new()
+            }
+        );
+        assert!(took >= grace, "SIGKILL only after the grace: {took:?}");
+        assert!(took < grace + Duration::from_secs(3), "{took:?}");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(sh.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+}

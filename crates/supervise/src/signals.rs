@@ -96,3 +96,31 @@ pub(crate) fn next_signal(set: &SigSet, timeout: Option<Duration>) -> Option<Sto
         asked: asked_signal(info.si_code, value),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_tagged_queued_signal_carries_a_request() {
+        let tagged = |sig: Signal| ASK_TAG | sig as i32;
+        assert_eq!(
+            asked_signal(libc::SI_QUEUE, tagged(Signal::SIGKILL)),
+            Some(Signal::SIGKILL)
+        );
+        assert_eq!(
+            asked_signal(libc::SI_QUEUE, tagged(Signal::SIGINT)),
+            Some(Signal::SIGINT)
+        );
+        // A plain kill, a stray sigqueue, a value that is no signal.
+        assert_eq!(asked_signal(libc::SI_USER, tagged(Signal::SIGKILL)), None);
+        assert_eq!(asked_signal(libc::SI_QUEUE, 9), None);
+        assert_eq!(asked_signal(libc::SI_QUEUE, ASK_TAG | 0xff), None);
+        let request = |asked| StopRequest {
+            received: Signal::SIGTERM,
+            asked,
+        };
+        assert_eq!(request(None).first_signal(), Signal::SIGTERM);
+        assert_eq!(request(Some(Signal::SIGINT)).first_signal(), Signal::SIGINT);
+    }
+}

@@ -164,6 +164,7 @@ mod tests {
 
     #[test]
     fn a_held_module_runs_only_when_released_and_keeps_its_identity() {
+        let _children = crate::test_support::children_lock();
         let dir = tempfile::tempdir().unwrap();
         let out = File::create(dir.path().join("out")).unwrap();
         let argv = |name: &str| -> Vec<std::ffi::OsString> {

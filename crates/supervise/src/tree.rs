@@ -118,6 +118,7 @@ mod tests {
 
     #[test]
     fn both_walks_find_the_same_tree() {
+        let _children = crate::test_support::children_lock();
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 5 & sleep 5 & wait"])
             .spawn()
@@ -147,5 +148,64 @@ mod tests {
         let me = std::process::id() as i32;
         let parent = nix::unistd::getppid().as_raw();
         assert_eq!(read_ppid(me), Some(parent));
+    }
+
+    #[test]
+    #[expect(clippy::zombie_processes, reason = "stop_tree reaps it")]
+    fn stop_tree_sends_the_first_signal_to_every_process_and_reaps_them() {
+        let _children = crate::test_support::children_lock();
+        let mut sh = crate::test_support::started(
+            "sleep 30 & trap 'echo term; exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+            false,
+        );
+        let pid = sh.id();
+        // Until the background sleep runs: a shell's child between fork and
+        // exec may hold its signals blocked.
+        let sleep_30 = || {
+            children_of(pid as i32)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| {
+                    std::fs::read(format!("/proc/{c}/cmdline"))
+                        .is_ok_and(|l| l == b"sleep\x0030\x00")
+                })
+        };
+        crate::test_support::eventually("the background sleep runs", || sleep_30().is_some());
+        let background = sleep_30().unwrap_or_default() as u32;
+        let signals = crate::block_supervisor_signals().unwrap();
+        let left = stop_tree(Signal::SIGTERM, Duration::from_millis(300), &signals);
+        assert_eq!(left, Vec::<u32>::new());
+        assert!(procfs::Stat::read(pid as i32).is_none(), "reaped");
+        // Not a subreaper, the test gave the shell's orphan to init once the
+        // shell ended: it goes, but is not reaped here.
+        crate::test_support::eventually("the background sleep ends", || {
+            !crate::stop::alive(background)
+        });
+        // Every writer of the pipe is gone: it reads to its end.
+        let mut said = String::new();
+        std::io::Read::read_to_string(sh.stdout.as_mut().unwrap(), &mut said).unwrap();
+        assert_eq!(
+            said, "term\n",
+            "the shell acted on SIGTERM before any SIGKILL"
+        );
+    }
+
+    #[test]
+    #[expect(clippy::zombie_processes, reason = "stop_tree reaps it")]
+    fn a_process_that_ignores_term_gets_kill_after_the_grace() {
+        let _children = crate::test_support::children_lock();
+        let sh = crate::test_support::started("trap '' TERM; echo ready; exec sleep 30", false);
+        let signals = crate::block_supervisor_signals().unwrap();
+        let grace = Duration::from_millis(300);
+        let start = Instant::now();
+        let left = stop_tree(Signal::SIGTERM, grace, &signals);
+        let took = start.elapsed();
+        assert_eq!(left, Vec::<u32>::new());
+        assert!(took >= grace, "SIGKILL only after the grace: {took:?}");
+        assert!(took < grace + Duration::from_secs(3), "{took:?}");
+        assert!(
+            procfs::Stat::read(sh.id() as i32).is_none(),
+            "killed and reaped"
+        );
     }
 }

@@ -172,3 +172,63 @@ pub(crate) fn has_children() -> bool {
     // 0: some child exists (ended or not); -1 with ECHILD: none.
     rc == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procfs::Stat;
+    use crate::test_support::{children_lock, eventually};
+    use nix::sys::signal::kill;
+
+    #[expect(clippy::zombie_processes, reason = "wait_for reaps it")]
+    fn spawn(script: &str) -> Pid {
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        Pid::from_raw(child.id() as i32)
+    }
+
+    /// Waits until `pid` has ended, so a look finds it without a SIGCHLD
+    /// (which the test harness's other threads may take).
+    fn ended(pid: Pid) {
+        eventually("the child ends", || {
+            Stat::read(pid.as_raw()).is_none_or(|s| s.ended())
+        });
+    }
+
+    #[test]
+    fn wait_for_says_deadline_while_the_process_runs_and_ended_once_it_ends() {
+        let _children = children_lock();
+        let running = spawn("exec sleep 30");
+        let other = spawn("exit 0");
+        ended(other);
+        let signals = crate::block_supervisor_signals().unwrap();
+        let start = Instant::now();
+        let deadline = Some(start + Duration::from_millis(200));
+        assert_eq!(
+            wait_for(running, deadline, &signals).unwrap(),
+            Event::Deadline
+        );
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(
+            Stat::read(other.as_raw()).is_none(),
+            "another child that ended was reaped meanwhile"
+        );
+
+        kill(running, Signal::SIGKILL).unwrap();
+        ended(running);
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            wait_for(running, deadline, &signals).unwrap(),
+            Event::Ended(Ended::Signaled(libc::SIGKILL))
+        );
+
+        let exits = spawn("exit 3");
+        ended(exits);
+        assert_eq!(
+            wait_for(exits, None, &signals).unwrap(),
+            Event::Ended(Ended::Exited(3))
+        );
+    }
+}
