@@ -17,13 +17,18 @@
 
 use crate::identity::{Identity, Liveness};
 use crate::procfs::{Stat, pids};
-use crate::stop::{Processes, Stopped, alive, stop};
+use crate::stop::{Processes, Stopped, stop};
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 /// The live processes of the job whose module was `module`, started by the
 /// supervisor whose pid (the id of the session it made) is `session`.
 pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
+    found(module, session).into_iter().map(|(p, _)| p).collect()
+}
+
+/// [`orphans_of`], each with its start time: with its pid, who it is.
+fn found(module: &Identity, session: u32) -> Vec<(u32, u64)> {
     if module.liveness() == Liveness::Rebooted {
         return Vec::new();
     }
@@ -44,22 +49,22 @@ pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
     // While the module lives its pid is not reused: its group is its own,
     // whatever session that group is in now.
     let in_group = |s: &Stat| s.pgrp == root && (module_alive || s.session == session as i32);
-    let mut found: Vec<i32> = table
+    let mut found: Vec<(i32, u64)> = table
         .iter()
         .filter(|(p, s)| (*p == root && module_alive) || in_group(s))
-        .map(|(p, _)| *p)
+        .map(|(p, s)| (*p, s.start_ticks))
         .collect();
     let mut i = 0;
     while i < found.len() {
-        let parent = found[i];
+        let parent = found[i].0;
         for (p, s) in &table {
-            if s.ppid == parent && !found.contains(p) {
-                found.push(*p);
+            if s.ppid == parent && !found.iter().any(|(f, _)| f == p) {
+                found.push((*p, s.start_ticks));
             }
         }
         i += 1;
     }
-    found.into_iter().map(|p| p as u32).collect()
+    found.into_iter().map(|(p, t)| (p as u32, t)).collect()
 }
 
 /// Stops what is left of a job ([`orphans_of`]): `first` to each process
@@ -82,30 +87,44 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 struct Orphans<'a> {
     module: &'a Identity,
     session: u32,
-    /// Every process found so far.
-    seen: Vec<u32>,
+    /// Every process found so far, with its start time: once it ends, its
+    /// pid may be another process's.
+    seen: Vec<(u32, u64)>,
+}
+
+impl Orphans<'_> {
+    /// Whether `pid` is still a process seen before, and running.
+    fn runs(&self, pid: u32) -> bool {
+        self.seen.iter().any(|&(p, t)| p == pid && runs(p, t))
+    }
+}
+
+/// Whether the process `pid` that started at `start_ticks` is running.
+fn runs(pid: u32, start_ticks: u64) -> bool {
+    Stat::read(pid as i32).is_some_and(|s| !s.ended() && s.start_ticks == start_ticks)
 }
 
 impl Processes for Orphans<'_> {
     fn find(&mut self) -> Vec<u32> {
-        let mut found = orphans_of(self.module, self.session);
+        let found = found(self.module, self.session);
+        let mut pids: Vec<u32> = found.iter().map(|(p, _)| *p).collect();
         // One found before may have left the module's group since, and its
-        // parent ended: it is followed by its pid.
-        for &p in &self.seen {
-            if alive(p) && !found.contains(&p) {
-                found.push(p);
+        // parent ended: it is followed by its pid and start time.
+        for &(p, t) in &self.seen {
+            if !pids.contains(&p) && runs(p, t) {
+                pids.push(p);
             }
         }
-        for &p in &found {
-            if !self.seen.contains(&p) {
-                self.seen.push(p);
+        for f in found {
+            if !self.seen.contains(&f) {
+                self.seen.push(f);
             }
         }
-        found
+        pids
     }
 
     fn wait_gone(&mut self, signalled: &[u32], until: Instant) {
-        while signalled.iter().any(|p| alive(*p)) {
+        while signalled.iter().any(|p| self.runs(*p)) {
             let Some(left) = until
                 .checked_duration_since(Instant::now())
                 .filter(|l| !l.is_zero())
@@ -120,6 +139,7 @@ impl Processes for Orphans<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stop::alive;
     use crate::test_support::{children_lock, eventually, started};
 
     #[test]
