@@ -44,6 +44,12 @@ impl From<String> for Refused {
     }
 }
 
+impl From<async_jobs::EnvError> for Refused {
+    fn from(e: async_jobs::EnvError) -> Self {
+        Refused::Bad(e.to_string())
+    }
+}
+
 /// Runs the wrapper on its arguments (after the program name); prints the
 /// launch's JSON and returns the exit code.
 pub fn run(argv: &[OsString]) -> i32 {
