@@ -135,7 +135,7 @@ pub struct Jobs {
 }
 
 /// Every job in the dir(s) the async dir names, newest first.
-pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
+pub fn summaries(async_dir: &Path) -> Result<Jobs, async_jobs::Error> {
     let mut all = Jobs::default();
     each_job(async_dir, |_, _, read| match read {
         Ok(s) => all.jobs.push(s),
@@ -156,10 +156,10 @@ pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
 pub(crate) fn each_job(
     async_dir: &Path,
     mut visit: impl FnMut(&AsyncDir, &JobId, Result<JobSummary, async_jobs::Error>),
-) -> Result<(), String> {
+) -> Result<(), async_jobs::Error> {
     let mut seen: Vec<JobId> = Vec::new();
-    for dir in homes(async_dir).map_err(|e| e.to_string())? {
-        for jid in dir.job_ids().map_err(|e| e.to_string())? {
+    for dir in homes(async_dir)? {
+        for jid in dir.job_ids()? {
             if seen.contains(&jid) {
                 continue;
             }
@@ -262,6 +262,6 @@ pub(crate) fn list(async_dir: &Path) -> Answer {
                 warnings,
             })
         }
-        Err(e) => Answer::module(&async_jobs::failure(e)),
+        Err(e) => Answer::module(&async_jobs::failure(e.to_string())),
     }
 }

@@ -46,7 +46,7 @@ pub(crate) fn prune(async_dir: &Path, older_than: Duration, check_mode: bool) ->
         removed.push(job.jid);
     });
     if let Err(e) = walked {
-        return Answer::module(&async_jobs::failure(e));
+        return Answer::module(&async_jobs::failure(e.to_string()));
     }
     let verb = if check_mode {
         "would remove"
