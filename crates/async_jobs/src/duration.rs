@@ -2,6 +2,7 @@
 //! grace period), checked before they become a `Duration` or a deadline: a
 //! number too big for either would crash the program that takes it.
 
+use crate::error::EnvError;
 use std::time::Duration;
 
 /// The longest duration anything takes: about 317 years, longer than any job
@@ -18,18 +19,15 @@ pub const MAX_GRACE_SECS: u64 = 3600;
 
 /// The grace period the environment asks for ([`GRACE_ENV`]), or why it
 /// cannot be used.
-pub fn kill_grace() -> Result<Duration, String> {
+pub fn kill_grace() -> Result<Duration, EnvError> {
     let Some(text) = std::env::var_os(GRACE_ENV) else {
         return Ok(DEFAULT_GRACE);
     };
     let text = text.to_string_lossy();
     parse_secs(&text)
         .filter(|d| d.as_secs() <= MAX_GRACE_SECS)
-        .ok_or_else(|| {
-            format!(
-                "{GRACE_ENV} must be a number of seconds from 0 to {MAX_GRACE_SECS} (how long a \
-                 stopped job's processes get between SIGTERM and SIGKILL), got {text:?}"
-            )
+        .ok_or_else(|| EnvError::Grace {
+            text: text.into_owned(),
         })
 }
 

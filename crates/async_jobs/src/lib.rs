@@ -35,7 +35,7 @@ pub mod pool;
 pub mod store;
 pub mod watch;
 
-pub use error::{Error, Result};
+pub use error::{EnvError, Error, Result};
 pub use jid::JobId;
 pub use store::AsyncDir;
 

@@ -47,6 +47,31 @@ impl NoJson {
     }
 }
 
+/// Why a module's output gives no result, or could not be read. The first
+/// two become the module's failure, their words its `msg`; `Read` fails the
+/// writing of the result.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// No JSON object could be found (the builtin's words).
+    #[error("{}", .0.as_str())]
+    NoJson(NoJson),
+    /// The object found is not one Python's `json` reads.
+    #[error("{0}")]
+    Invalid(crate::json::ScanError),
+    /// The captured output could not be read.
+    #[error(transparent)]
+    Read(#[from] io::Error),
+}
+
+impl From<crate::json::ScanError> for OutputError {
+    fn from(e: crate::json::ScanError) -> Self {
+        match e {
+            crate::json::ScanError::Io(e) => OutputError::Read(e),
+            e => OutputError::Invalid(e),
+        }
+    }
+}
+
 /// Where the JSON object is in the output, and the junk after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Located {
@@ -97,7 +122,7 @@ impl Scan {
 }
 
 /// Finds the JSON object in `input` in one pass, holding no line in memory.
-pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
+pub fn locate_json(input: impl Read) -> Result<Located, OutputError> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut scan = Scan::default();
     let mut pos = 0u64;
@@ -131,13 +156,13 @@ pub fn locate_json(input: impl Read) -> io::Result<Result<Located, NoJson>> {
         scan.close_line(pos);
     }
     let Some(start) = scan.start else {
-        return Ok(Err(NoJson::NoStart));
+        return Err(OutputError::NoJson(NoJson::NoStart));
     };
     let Some(end) = scan.end else {
-        return Ok(Err(NoJson::NoEnd));
+        return Err(OutputError::NoJson(NoJson::NoEnd));
     };
     let junk = scan.after_end.filter(|a| *a < pos).map(|a| (a, pos - a));
-    Ok(Ok(Located { start, end, junk }))
+    Ok(Located { start, end, junk })
 }
 
 /// What the result's JSON object holds that the wrapper must merge with.
@@ -223,13 +248,10 @@ fn region(file: &mut File, start: u64, len: u64) -> io::Result<impl Read + '_> {
 /// Python's `json` reads passes (NaN, Infinity, huge numbers, any nesting):
 /// a result ansible-core takes from a module without async must not become a
 /// failure with it.
-fn inspect(file: &mut File, at: &Located) -> io::Result<Result<(ObjectInfo, usize), String>> {
+fn inspect(file: &mut File, at: &Located) -> Result<(ObjectInfo, usize), OutputError> {
     let mut reader = SanitizedReader::new(region(file, at.start, at.end - at.start)?);
-    Ok(match crate::json::scan(&mut reader, 64 * 1024) {
-        Ok(scanned) => Ok((ObjectInfo::of(&scanned), reader.replaced())),
-        Err(crate::json::ScanError::Io(e)) => return Err(e),
-        Err(e) => Err(e.to_string()),
-    })
+    let scanned = crate::json::scan(&mut reader, 64 * 1024)?;
+    Ok((ObjectInfo::of(&scanned), reader.replaced()))
 }
 
 /// How the module ran, for the result of one that printed no JSON.
@@ -248,14 +270,12 @@ pub struct Run<'a> {
 pub fn write_module_result(cap: &mut Captured, run: &Run, out: &mut dyn Write) -> io::Result<()> {
     // The capture files share their offset with the module's descriptors: rewind.
     cap.stdout.seek(SeekFrom::Start(0))?;
-    let located = locate_json(&mut cap.stdout)?;
-    let inspected = match located {
-        Ok(at) => inspect(&mut cap.stdout, &at)?.map(|info| (at, info)),
-        Err(why) => Err(why.as_str().to_string()),
-    };
+    let inspected =
+        locate_json(&mut cap.stdout).and_then(|at| Ok((at, inspect(&mut cap.stdout, &at)?)));
     match inspected {
         Ok((at, (info, replaced))) => write_merged(cap, &at, info, replaced, run.meta, out),
-        Err(why) => write_no_json(cap, run, &why, out),
+        Err(OutputError::Read(e)) => Err(e),
+        Err(why) => write_no_json(cap, run, &why.to_string(), out),
     }
 }
 
@@ -439,7 +459,12 @@ mod tests {
 
     #[test]
     fn locates_json_like_the_builtin() {
-        let at = |s: &str| locate_json(s.as_bytes()).unwrap();
+        // Where the JSON is, or why there is none.
+        let at = |s: &str| match locate_json(s.as_bytes()) {
+            Ok(located) => Ok(located),
+            Err(OutputError::NoJson(why)) => Err(why),
+            Err(e) => panic!("{s:?}: {e}"),
+        };
         let text = "motd\nmore\n  {\"a\": 1,\n\"b\": 2}  \ntrailing\njunk\n";
         let l = at(text).unwrap();
         assert_eq!(

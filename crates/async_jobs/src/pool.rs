@@ -10,6 +10,7 @@
 //! admitted stays admitted, and the first N live tickets are always the
 //! running jobs.
 
+use crate::error::EnvError;
 use crate::{AsyncDir, JobId};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
@@ -33,7 +34,7 @@ pub struct PoolSpec {
 impl PoolSpec {
     /// From the task's environment: `NATIVE_ASYNC_POOL_SIZE` (required for a
     /// pool) and `NATIVE_ASYNC_POOL` (default `default`). `None` when neither is set.
-    pub fn from_env() -> Result<Option<PoolSpec>, String> {
+    pub fn from_env() -> Result<Option<PoolSpec>, EnvError> {
         let var = |k| {
             std::env::var(k)
                 .ok()
@@ -43,28 +44,18 @@ impl PoolSpec {
     }
 
     /// A pool from the two variables' values; `None` when neither is set.
-    pub fn parse(name: Option<&str>, size: Option<&str>) -> Result<Option<PoolSpec>, String> {
+    pub fn parse(name: Option<&str>, size: Option<&str>) -> Result<Option<PoolSpec>, EnvError> {
         let (name, size) = match (name, size) {
             (None, None) => return Ok(None),
-            (Some(n), None) => {
-                return Err(format!(
-                    "{POOL_ENV}={n:?} needs {POOL_SIZE_ENV}, the number of jobs of the pool that may run at once (1 or more)"
-                ));
-            }
+            (Some(n), None) => return Err(EnvError::PoolWithoutSize { name: n.into() }),
             (n, Some(s)) => (n.unwrap_or("default").trim(), s.trim()),
         };
         let size = match size.parse::<usize>() {
             Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(format!(
-                    "{POOL_SIZE_ENV} must be a whole number of slots, 1 or more, got {size:?}"
-                ));
-            }
+            _ => return Err(EnvError::PoolSize { size: size.into() }),
         };
         if JobId::parse(name).is_err() {
-            return Err(format!(
-                "{POOL_ENV} must be a name of letters, digits, '.', '_' and '-' (not starting with '.', at most 128), got {name:?}"
-            ));
+            return Err(EnvError::PoolName { name: name.into() });
         }
         Ok(Some(PoolSpec {
             name: name.to_string(),
@@ -263,7 +254,7 @@ mod tests {
             (Some("../up"), Some("1")),
             (Some(".hidden"), Some("1")),
         ] {
-            let err = PoolSpec::parse(name, size).unwrap_err();
+            let err = PoolSpec::parse(name, size).unwrap_err().to_string();
             assert!(err.contains("NATIVE_ASYNC_POOL"), "{err}");
         }
     }

@@ -15,6 +15,52 @@ use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> [-preserve_tmp]  Humans, do not call directly!";
 
+/// Why the arguments were refused: each says what was wrong and what was
+/// expected (the launch prints it as its `msg`).
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are the words of the message
+pub enum ArgsError {
+    /// Too few or too many words.
+    #[error("expected 4 or 5 arguments, got {0}; {USAGE}")]
+    Count(usize),
+    /// A word is missing.
+    #[error("missing {what}; {USAGE}")]
+    Missing { what: &'static str },
+    /// A word is not UTF-8.
+    #[error("{what} is not valid UTF-8; {USAGE}")]
+    NotUtf8 { what: &'static str },
+    /// The limit is not a whole number.
+    #[error("the time limit must be a whole number of seconds, got {text:?}")]
+    LimitNotANumber { text: String },
+    /// The limit is below 0.
+    #[error("the time limit must be 0 (none) or a positive number of seconds, got {secs}")]
+    LimitNegative { secs: i128 },
+    /// The limit is longer than any duration is allowed to be.
+    #[error(
+        "the time limit {secs} s is too long: at most {max} s (about 317 years); use 0 for no limit",
+        max = async_jobs::duration::MAX_SECS
+    )]
+    LimitTooLong { secs: i128 },
+    /// The module cannot be looked at.
+    #[error("the module {path} cannot be used: {source}")]
+    ModuleUnusable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The module is a folder, a device...
+    #[error("the module {path} is not a file")]
+    ModuleNotAFile { path: PathBuf },
+    /// The module can be neither run nor read as a script.
+    #[error("the module {path} is not executable and has no #! line")]
+    ModuleNotExecutable { path: PathBuf },
+    /// The args file named is not there.
+    #[error("the args file {path} does not exist or is not a file")]
+    NoArgsFile { path: PathBuf },
+    /// A fifth word other than `-preserve_tmp`.
+    #[error("unknown option {option:?}: the only option is -preserve_tmp; {USAGE}")]
+    UnknownOption { option: String },
+}
+
 /// The wrapper's arguments, checked.
 #[derive(Debug, PartialEq)]
 pub struct WrapperArgs {
@@ -40,28 +86,19 @@ pub struct WrapperArgs {
 impl WrapperArgs {
     /// Parses and checks the arguments (everything after the program name).
     /// Every refusal says what was wrong and what was expected.
-    pub fn parse(argv: &[OsString]) -> Result<Self, String> {
+    pub fn parse(argv: &[OsString]) -> Result<Self, ArgsError> {
         if argv.len() >= 5 && matches!(argv[2].to_str(), Some("true" | "false")) {
             return Self::parse_with_command(argv);
         }
-        let text = |i: usize, what: &str| -> Result<String, String> {
+        let text = |i: usize, what: &'static str| -> Result<String, ArgsError> {
             argv.get(i)
-                .ok_or_else(|| format!("missing {what}; {USAGE}"))?
+                .ok_or(ArgsError::Missing { what })?
                 .to_str()
                 .map(str::to_string)
-                .ok_or_else(|| format!("{what} is not valid UTF-8; {USAGE}"))
+                .ok_or(ArgsError::NotUtf8 { what })
         };
-        if argv.len() < 4 {
-            return Err(format!(
-                "expected 4 or 5 arguments, got {}; {USAGE}",
-                argv.len()
-            ));
-        }
-        if argv.len() > 5 {
-            return Err(format!(
-                "expected 4 or 5 arguments, got {}; {USAGE}",
-                argv.len()
-            ));
+        if !(4..=5).contains(&argv.len()) {
+            return Err(ArgsError::Count(argv.len()));
         }
         let jid_prefix = text(0, "the job id")?;
         let limit_secs = parse_limit(&text(1, "the time limit")?)?;
@@ -72,19 +109,16 @@ impl WrapperArgs {
             _ => {
                 let path = PathBuf::from(&argv[3]);
                 if !path.is_file() {
-                    return Err(format!(
-                        "the args file {} does not exist or is not a file",
-                        path.display()
-                    ));
+                    return Err(ArgsError::NoArgsFile { path });
                 }
                 Some(path)
             }
         };
         let flag = argv.get(4).map(|f| f.to_str().unwrap_or_default());
         if let Some(other) = flag.filter(|f| *f != "-preserve_tmp") {
-            return Err(format!(
-                "unknown option {other:?}: the only option is -preserve_tmp; {USAGE}"
-            ));
+            return Err(ArgsError::UnknownOption {
+                option: other.into(),
+            });
         }
         // The builtin's rule: a module outside an ansible tmp dir is never the wrapper's to remove.
         let in_ansible_tmp = module
@@ -103,18 +137,22 @@ impl WrapperArgs {
     }
 
     /// The 2.21 form: `<jid> <limit> <true|false> <module> <command...>`.
-    fn parse_with_command(argv: &[OsString]) -> Result<Self, String> {
+    fn parse_with_command(argv: &[OsString]) -> Result<Self, ArgsError> {
         let jid_prefix = argv[0]
             .to_str()
-            .ok_or_else(|| format!("the job id is not valid UTF-8; {USAGE}"))?
+            .ok_or(ArgsError::NotUtf8 { what: "the job id" })?
             .to_string();
-        let limit = argv[1]
-            .to_str()
-            .ok_or_else(|| format!("the time limit is not valid UTF-8; {USAGE}"))?;
+        let limit = argv[1].to_str().ok_or(ArgsError::NotUtf8 {
+            what: "the time limit",
+        })?;
         let limit_secs = parse_limit(limit)?;
         let module = PathBuf::from(&argv[3]);
-        std::fs::metadata(&module)
-            .map_err(|e| format!("the module {} cannot be used: {e}", module.display()))?;
+        if let Err(source) = std::fs::metadata(&module) {
+            return Err(ArgsError::ModuleUnusable {
+                path: module,
+                source,
+            });
+        }
         let mut command: Vec<OsString> = Vec::with_capacity(argv.len() - 4);
         // The controller passes the module's `#!` interpreter as one word; a
         // `/usr/bin/env python3` line is two.
@@ -170,36 +208,30 @@ impl WrapperArgs {
     }
 }
 
-fn parse_limit(limit: &str) -> Result<Option<u64>, String> {
+fn parse_limit(limit: &str) -> Result<Option<u64>, ArgsError> {
     let max = async_jobs::duration::MAX_SECS;
     match limit.parse::<i128>() {
         Ok(0) => Ok(None),
         Ok(n) if n > 0 && n <= i128::from(max) => Ok(Some(n as u64)),
-        Ok(n) if n > 0 => Err(format!(
-            "the time limit {n} s is too long: at most {max} s (about 317 years); use 0 for no limit"
-        )),
-        Ok(n) => Err(format!(
-            "the time limit must be 0 (none) or a positive number of seconds, got {n}"
-        )),
-        Err(_) => Err(format!(
-            "the time limit must be a whole number of seconds, got {limit:?}"
-        )),
+        Ok(secs) if secs > 0 => Err(ArgsError::LimitTooLong { secs }),
+        Ok(secs) => Err(ArgsError::LimitNegative { secs }),
+        Err(_) => Err(ArgsError::LimitNotANumber { text: limit.into() }),
     }
 }
 
-fn check_module(module: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(module)
-        .map_err(|e| format!("the module {} cannot be used: {e}", module.display()))?;
+fn check_module(module: &Path) -> Result<(), ArgsError> {
+    let path = || module.to_path_buf();
+    let meta = std::fs::metadata(module).map_err(|source| ArgsError::ModuleUnusable {
+        path: path(),
+        source,
+    })?;
     if !meta.is_file() {
-        return Err(format!("the module {} is not a file", module.display()));
+        return Err(ArgsError::ModuleNotAFile { path: path() });
     }
     // A script runs through its interpreter line; anything else must be executable.
     let is_script = async_jobs::paths::shebang(module).is_some();
     if !is_script && meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!(
-            "the module {} is not executable and has no #! line",
-            module.display()
-        ));
+        return Err(ArgsError::ModuleNotExecutable { path: path() });
     }
     Ok(())
 }
@@ -284,10 +316,13 @@ mod tests {
             WrapperArgs::parse(&argv(&["j7", "0", "true", m, "/usr/bin/env python3", m])).unwrap();
         assert_eq!(a.command, Some(argv(&["/usr/bin/env", "python3", m])));
         assert!(a.preserve_tmp && a.limit_secs.is_none());
-        let err = WrapperArgs::parse(&argv(&["j7", "x", "true", m, m])).unwrap_err();
+        let err = WrapperArgs::parse(&argv(&["j7", "x", "true", m, m]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("whole number of seconds"), "{err}");
-        let err =
-            WrapperArgs::parse(&argv(&["j7", "5", "true", "/nonexistent/m", "sh"])).unwrap_err();
+        let err = WrapperArgs::parse(&argv(&["j7", "5", "true", "/nonexistent/m", "sh"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot be used"), "{err}");
     }
 
@@ -342,8 +377,35 @@ mod tests {
             (&["j1", "5", m, "_", "-keep"], "unknown option \"-keep\""),
         ];
         for (args, want) in cases {
-            let err = WrapperArgs::parse(&argv(args)).unwrap_err();
+            let err = WrapperArgs::parse(&argv(args)).unwrap_err().to_string();
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    /// The launch prints these as its `msg`: word for word what it always said.
+    #[test]
+    fn refusals_read_as_they_always_did() {
+        let usage = "usage: async_wrapper <jid> <time_limit> <modulescript> <argsfile> \
+                     [-preserve_tmp]  Humans, do not call directly!";
+        let said = |args: &[&str]| WrapperArgs::parse(&argv(args)).unwrap_err().to_string();
+        assert_eq!(
+            said(&["j1"]),
+            format!("expected 4 or 5 arguments, got 1; {usage}")
+        );
+        assert_eq!(
+            said(&["j1", "10000000001", "m", "_"]),
+            "the time limit 10000000001 s is too long: at most 10000000000 s (about 317 \
+             years); use 0 for no limit"
+        );
+        assert_eq!(
+            said(&["j1", "5", "/nonexistent/m", "_"]),
+            "the module /nonexistent/m cannot be used: No such file or directory (os error 2)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let m = module_in(tmp.path());
+        assert_eq!(
+            said(&["j1", "5", m.to_str().unwrap(), "_", "-x"]),
+            format!("unknown option \"-x\": the only option is -preserve_tmp; {usage}")
+        );
     }
 }

@@ -44,6 +44,23 @@ impl From<String> for Refused {
     }
 }
 
+/// The edge where a typed error becomes the refusal's words (the `msg` of
+/// the failed JSON).
+macro_rules! refused_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Refused {
+            fn from(e: $error) -> Self {
+                Refused::Bad(e.to_string())
+            }
+        }
+    )*};
+}
+refused_from!(
+    async_jobs::EnvError,
+    args::ArgsError,
+    supervisor::NotRecorded
+);
+
 /// Runs the wrapper on its arguments (after the program name); prints the
 /// launch's JSON and returns the exit code.
 pub fn run(argv: &[OsString]) -> i32 {
@@ -171,7 +188,7 @@ fn receive(argv: &[OsString], dir: &AsyncDir, jid: &JobId) -> Result<WrapperArgs
         .map(WrapperArgs::received)
         .map_err(|e| {
             let _ = std::fs::remove_dir_all(&received.folder);
-            Refused::Bad(e)
+            Refused::from(e)
         })
 }
 

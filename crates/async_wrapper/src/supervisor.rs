@@ -72,16 +72,56 @@ impl Report {
     }
 
     /// Reads what the supervisor said; `Err` is why the launch failed.
-    pub fn parse(said: &str) -> Result<Report, String> {
+    pub fn parse(said: &str) -> Result<Report, NotRecorded> {
         let mut lines = said.split('\n');
         match lines.next() {
             Some("ok") => Ok(Report {
                 warnings: lines.map(str::to_string).collect(),
             }),
-            Some("") | None => Err("the job supervisor exited before recording the job".into()),
-            Some(_) => Err(said.to_string()),
+            Some("") | None => Err(NotRecorded::Silent),
+            Some(_) => Err(NotRecorded::Said(said.to_string())),
         }
     }
+}
+
+/// Why the supervisor did not record the job, as the launcher reads it.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum NotRecorded {
+    /// It ended without a word.
+    #[error("the job supervisor exited before recording the job")]
+    Silent,
+    /// Its own words: a [`SetupError`], as it sent it through the pipe.
+    #[error("{0}")]
+    Said(String),
+}
+
+/// Why a job could not be set up (steps 1 and 2); the supervisor sends it to
+/// the launcher, whose launch fails with it.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Letting go of the controller's channel failed.
+    #[error("the job supervisor could not detach from the controller: {0}")]
+    Detach(supervise::Error),
+    /// The supervisor's signals could not be taken.
+    #[error(transparent)]
+    Signals(supervise::Error),
+    /// The job's files could not be made or written.
+    #[error(transparent)]
+    Store(#[from] async_jobs::Error),
+    /// The job's pool could not be joined.
+    #[error("could not join the job pool {name:?}: {source}")]
+    #[allow(missing_docs)] // the message's words
+    JoinPool {
+        name: String,
+        source: std::io::Error,
+    },
+    /// The job's pool could not be read.
+    #[error("could not read the job pool {path}: {source}")]
+    #[allow(missing_docs)] // the message's words
+    ReadPool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How a job ended; each is recorded in its own way.
@@ -114,7 +154,7 @@ pub fn supervise(job: &Job, mut notify: File) -> i32 {
         Ok(s) => s,
         Err(why) => {
             job.dir.remove_job(job.jid).ok();
-            Report::send(&mut notify, Err(&why));
+            Report::send(&mut notify, Err(&why.to_string()));
             return 1;
         }
     };
@@ -135,9 +175,8 @@ pub fn supervise(job: &Job, mut notify: File) -> i32 {
 /// Step 1: stdio to /dev/null and every inherited descriptor closed, so the
 /// controller's channel closes at once; files the module creates get the
 /// builtin's permissions.
-pub fn isolate() -> Result<(), String> {
-    supervise::isolate_descriptors()
-        .map_err(|e| format!("the job supervisor could not detach from the controller: {e}"))?;
+pub fn isolate() -> Result<(), SetupError> {
+    supervise::isolate_descriptors().map_err(SetupError::Detach)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     Ok(())
 }
@@ -160,27 +199,34 @@ pub struct Supervisor<'a> {
 /// taken synchronously, orphans re-parented here, files for the module's
 /// output and room for the last record, a place in the job's pool, and the
 /// job recorded (as queued when the pool has no free slot, else running).
-pub fn prepare<'a>(job: &Job<'a>, warnings: &mut Vec<String>) -> Result<Supervisor<'a>, String> {
-    let signals = supervise::block_supervisor_signals().map_err(|e| e.to_string())?;
+pub fn prepare<'a>(
+    job: &Job<'a>,
+    warnings: &mut Vec<String>,
+) -> Result<Supervisor<'a>, SetupError> {
+    let signals = supervise::block_supervisor_signals().map_err(SetupError::Signals)?;
     if let Err(e) = supervise::become_subreaper() {
         warnings.push(format!(
             "the job supervisor could not register as child subreaper ({e}): processes of the job \
              that leave its process group (setsid, double fork) will not be stopped at its limit"
         ));
     }
-    let (stdout, stderr) = job.dir.create_output(job.jid).map_err(|e| e.to_string())?;
-    let spare = job.dir.create_spare(job.jid).map_err(|e| e.to_string())?;
-    let ticket = match job.pool {
-        Some(spec) => Some(
-            Ticket::take(job.dir, spec, job.jid)
-                .map_err(|e| format!("could not join the job pool {:?}: {e}", spec.name))?,
-        ),
-        None => None,
-    };
+    let (stdout, stderr) = job.dir.create_output(job.jid)?;
+    let spare = job.dir.create_spare(job.jid)?;
+    let ticket =
+        match job.pool {
+            Some(spec) => Some(Ticket::take(job.dir, spec, job.jid).map_err(|source| {
+                SetupError::JoinPool {
+                    name: spec.name.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
     let admitted = match &ticket {
-        Some(t) => t
-            .admitted()
-            .map_err(|e| format!("could not read the job pool {}: {e}", t.dir().display()))?,
+        Some(t) => t.admitted().map_err(|source| SetupError::ReadPool {
+            path: t.dir().to_path_buf(),
+            source,
+        })?,
         None => true,
     };
     let now = async_jobs::clock::now();
@@ -202,7 +248,7 @@ pub fn prepare<'a>(job: &Job<'a>, warnings: &mut Vec<String>) -> Result<Supervis
         meta,
         me: Identity::current(),
     };
-    sup.publish(job).map_err(|e| e.to_string())?;
+    sup.publish(job)?;
     Ok(sup)
 }
 
@@ -260,7 +306,7 @@ impl<'a> Supervisor<'a> {
     /// EOF and its output going to the job's files, and records who it is.
     pub fn start(&mut self, job: &Job<'a>) -> Result<(u32, Instant), Ending> {
         let argv = module_command(job.args);
-        let not_started = |e: std::io::Error| Ending::NotStarted(spawn_error(&argv, &e));
+        let not_started = |e: supervise::Error| Ending::NotStarted(spawn_error(&argv, &e));
         let held =
             supervise::spawn_module(&argv, &self.stdout, &self.stderr).map_err(not_started)?;
         let pid = held.pid().as_raw() as u32;
@@ -517,7 +563,7 @@ pub fn module_command(args: &WrapperArgs) -> Vec<OsString> {
 /// Why the module could not start, naming what is missing: a missing
 /// interpreter gives the same error as a missing module, and only the name
 /// tells the user which line of their inventory to fix.
-pub fn spawn_error(argv: &[OsString], e: &std::io::Error) -> String {
+pub fn spawn_error(argv: &[OsString], e: &supervise::Error) -> String {
     let program = argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
@@ -559,15 +605,19 @@ mod tests {
         assert!(
             Report::parse("")
                 .unwrap_err()
+                .to_string()
                 .contains("exited before recording")
         );
-        assert_eq!(Report::parse("disk full").unwrap_err(), "disk full");
+        assert_eq!(
+            Report::parse("disk full").unwrap_err().to_string(),
+            "disk full"
+        );
     }
 
     #[test]
     fn a_missing_interpreter_is_named() {
         let argv: Vec<OsString> = vec!["/usr/bin/python3.nope".into(), "/tmp/m.py".into()];
-        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = supervise::Error::Exec(std::io::Error::from(std::io::ErrorKind::NotFound));
         let msg = spawn_error(&argv, &e);
         assert!(
             msg.contains("its interpreter /usr/bin/python3.nope was not found"),

@@ -95,6 +95,7 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_dead_one_is_gone() {
+        let _children = crate::test_support::children_lock();
         let me = Identity::current().expect("linux /proc");
         assert_eq!(me.liveness(), Liveness::Alive);
         let other_start = Identity {

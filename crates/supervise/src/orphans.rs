@@ -17,13 +17,18 @@
 
 use crate::identity::{Identity, Liveness};
 use crate::procfs::{Stat, pids};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use crate::stop::{Processes, Stopped, stop};
+use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 /// The live processes of the job whose module was `module`, started by the
 /// supervisor whose pid (the id of the session it made) is `session`.
 pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
+    found(module, session).into_iter().map(|(p, _)| p).collect()
+}
+
+/// [`orphans_of`], each with its start time: with its pid, who it is.
+fn found(module: &Identity, session: u32) -> Vec<(u32, u64)> {
     if module.liveness() == Liveness::Rebooted {
         return Vec::new();
     }
@@ -44,80 +49,149 @@ pub fn orphans_of(module: &Identity, session: u32) -> Vec<u32> {
     // While the module lives its pid is not reused: its group is its own,
     // whatever session that group is in now.
     let in_group = |s: &Stat| s.pgrp == root && (module_alive || s.session == session as i32);
-    let mut found: Vec<i32> = table
+    let mut found: Vec<(i32, u64)> = table
         .iter()
         .filter(|(p, s)| (*p == root && module_alive) || in_group(s))
-        .map(|(p, _)| *p)
+        .map(|(p, s)| (*p, s.start_ticks))
         .collect();
     let mut i = 0;
     while i < found.len() {
-        let parent = found[i];
+        let parent = found[i].0;
         for (p, s) in &table {
-            if s.ppid == parent && !found.contains(p) {
-                found.push(*p);
+            if s.ppid == parent && !found.iter().any(|(f, _)| f == p) {
+                found.push((*p, s.start_ticks));
             }
         }
         i += 1;
     }
-    found.into_iter().map(|p| p as u32).collect()
-}
-
-/// What [`stop_orphans`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stopped {
-    /// The processes found and signalled.
-    pub stopped: Vec<u32>,
-    /// Those still alive after SIGKILL (another user's, say).
-    pub left: Vec<u32>,
+    found.into_iter().map(|(p, t)| (p as u32, t)).collect()
 }
 
 /// Stops what is left of a job ([`orphans_of`]): `first` to each process
 /// (and SIGCONT, so a stopped one can act on it), up to `grace` for them to
-/// go, then SIGKILL. They are not this process's children: their ends are
-/// seen by looking.
+/// go, then SIGKILL.
 pub fn stop_orphans(module: &Identity, session: u32, first: Signal, grace: Duration) -> Stopped {
-    let mut stopped: Vec<u32> = Vec::new();
-    let deadline = Instant::now() + grace;
-    // New processes may be forked while the tree is signalled: look again, bounded.
-    for _ in 0..10 {
-        let found = orphans_of(module, session);
-        let new: Vec<u32> = found.into_iter().filter(|p| !stopped.contains(p)).collect();
-        if new.is_empty() {
-            break;
-        }
-        for &p in &new {
-            let _ = kill(Pid::from_raw(p as i32), first);
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGCONT);
-        }
-        stopped.extend(new);
-    }
-    let alive = |pids: &[u32]| -> Vec<u32> {
-        pids.iter()
-            .copied()
-            .filter(|p| Stat::read(*p as i32).is_some_and(|s| !s.ended()))
-            .collect()
+    let mut orphans = Orphans {
+        module,
+        session,
+        seen: Vec::new(),
     };
-    while !alive(&stopped).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    stop(&mut orphans, first, grace)
+}
+
+/// How often the ends of processes that are not this one's children are looked for.
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
+/// What is left of a lost job as a stop sees it: found by identity, and seen
+/// ending by looking in /proc (they are not this process's children).
+struct Orphans<'a> {
+    module: &'a Identity,
+    session: u32,
+    /// Every process found so far, with its start time: once it ends, its
+    /// pid may be another process's.
+    seen: Vec<(u32, u64)>,
+}
+
+impl Orphans<'_> {
+    /// Whether `pid` is still a process seen before, and running.
+    fn runs(&self, pid: u32) -> bool {
+        self.seen.iter().any(|&(p, t)| p == pid && runs(p, t))
     }
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = orphans_of(module, session);
-        for p in alive(&stopped) {
-            if !left.contains(&p) {
-                left.push(p);
+}
+
+/// Whether the process `pid` that started at `start_ticks` is running.
+fn runs(pid: u32, start_ticks: u64) -> bool {
+    Stat::read(pid as i32).is_some_and(|s| !s.ended() && s.start_ticks == start_ticks)
+}
+
+impl Processes for Orphans<'_> {
+    fn find(&mut self) -> Vec<u32> {
+        let found = found(self.module, self.session);
+        let mut pids: Vec<u32> = found.iter().map(|(p, _)| *p).collect();
+        // One found before may have left the module's group since, and its
+        // parent ended: it is followed by its pid and start time.
+        for &(p, t) in &self.seen {
+            if !pids.contains(&p) && runs(p, t) {
+                pids.push(p);
             }
         }
-        if left.is_empty() {
-            break;
-        }
-        for &p in &left {
-            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
-            if !stopped.contains(&p) {
-                stopped.push(p);
+        for f in found {
+            if !self.seen.contains(&f) {
+                self.seen.push(f);
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        pids
     }
-    Stopped { stopped, left }
+
+    fn wait_gone(&mut self, signalled: &[u32], until: Instant) {
+        while signalled.iter().any(|p| self.runs(*p)) {
+            let Some(left) = until
+                .checked_duration_since(Instant::now())
+                .filter(|l| !l.is_zero())
+            else {
+                break;
+            };
+            std::thread::sleep(left.min(LOOK_EVERY));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stop::alive;
+    use crate::test_support::{children_lock, eventually, started};
+
+    #[test]
+    fn what_is_left_of_a_job_is_found_by_its_group_and_stopped() {
+        let _children = children_lock();
+        let mut sh = started("sleep 30 & echo ready; exec sleep 30", true);
+        let module = Identity::of(sh.id()).unwrap();
+        let session = std::process::id();
+        // Until both run sleep: a shell's child between fork and exec may
+        // hold its signals blocked.
+        let sleeping = |p: &u32| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|l| l == b"sleep\x0030\x00")
+        };
+        eventually("both sleeps run, in the module's group", || {
+            let found = orphans_of(&module, session);
+            found.len() == 2 && found.iter().all(sleeping)
+        });
+        let found = orphans_of(&module, session);
+        assert!(found.contains(&sh.id()), "{found:?}");
+        let start = Instant::now();
+        let stopped = stop_orphans(&module, session, Signal::SIGTERM, Duration::from_secs(3));
+        assert!(start.elapsed() < Duration::from_secs(3), "ended by SIGTERM");
+        let mut both = stopped.stopped.clone();
+        both.sort();
+        let mut expected = found.clone();
+        expected.sort();
+        assert_eq!(both, expected);
+        assert_eq!(stopped.left, Vec::<u32>::new());
+        assert!(found.iter().all(|p| !alive(*p)));
+        assert!(orphans_of(&module, session).is_empty(), "nothing is left");
+        sh.wait().unwrap();
+    }
+
+    #[test]
+    fn an_orphan_that_ignores_term_gets_kill_after_the_grace() {
+        let _children = children_lock();
+        let mut sh = started("trap '' TERM; echo ready; exec sleep 30", true);
+        let module = Identity::of(sh.id()).unwrap();
+        let grace = Duration::from_millis(300);
+        let start = Instant::now();
+        let stopped = stop_orphans(&module, std::process::id(), Signal::SIGTERM, grace);
+        let took = start.elapsed();
+        assert_eq!(
+            stopped,
+            Stopped {
+                stopped: vec![sh.id()],
+                left: Vec::new()
+            }
+        );
+        assert!(took >= grace, "SIGKILL only after the grace: {took:?}");
+        assert!(took < grace + Duration::from_secs(3), "{took:?}");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(sh.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
 }

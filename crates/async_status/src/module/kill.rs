@@ -255,3 +255,134 @@ fn ended_meanwhile(dir: &AsyncDir, jid: &JobId) -> Answer {
         status: body,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_jobs::job::{JobMeta, running_record};
+    use serde_json::{Value, json};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    /// An async dir holding job j1.2 with `text`.
+    fn job_with(text: &[u8]) -> (tempfile::TempDir, AsyncDir, JobId) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::open(tmp.path()).unwrap().unwrap();
+        let jid = JobId::parse("j1.2").unwrap();
+        std::fs::write(dir.job_path(&jid), text).unwrap();
+        (tmp, dir, jid)
+    }
+
+    fn body(mut answer: Answer) -> Value {
+        answer.body.to_value().unwrap()
+    }
+
+    /// A process to stand for a job's supervisor or module: `sleep`, in a
+    /// process group of its own, with its identity.
+    fn sleeper() -> (std::process::Child, Identity) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let who = Identity::of(child.id()).unwrap();
+        (child, who)
+    }
+
+    fn runs(who: &Identity) -> bool {
+        who.liveness() == Liveness::Alive
+    }
+
+    #[test]
+    fn a_finished_job_has_nothing_to_kill() {
+        let (_tmp, dir, jid) = job_with(br#"{"rc": 0, "failed": true}"#);
+        let answer = kill(&dir, &jid, Signal::SIGTERM, false);
+        assert!(!answer.changed && !answer.failed);
+        let body = body(answer);
+        assert_eq!(
+            body["msg"],
+            "job j1.2 had already ended (failed); nothing to kill"
+        );
+        assert_eq!(
+            (&body["killed"], &body["finished"]),
+            (&json!(false), &json!(true))
+        );
+    }
+
+    #[test]
+    fn a_builtin_record_is_refused() {
+        let (_tmp, dir, jid) =
+            job_with(br#"{"started": true, "finished": false, "ansible_job_id": "j1.2"}"#);
+        let answer = kill(&dir, &jid, Signal::SIGTERM, false);
+        assert!(answer.failed && !answer.changed);
+        let msg = body(answer)["msg"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("started by ansible-core's builtin async_wrapper")
+                && msg.contains("only jobs started by the native async_wrapper can be killed"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn check_mode_says_it_would_kill_and_signals_nothing() {
+        let (mut supervisor, who) = sleeper();
+        let jid = JobId::parse("j1.2").unwrap();
+        let (_tmp, dir, jid) = job_with(&running_record(&jid, Some(&who), None, false));
+        let answer = kill(&dir, &jid, Signal::SIGINT, true);
+        assert!(answer.changed && !answer.failed);
+        let body = body(answer);
+        assert_eq!(body["msg"], "would kill job j1.2 (SIGINT first)");
+        assert_eq!(body["killed"], false);
+        assert!(runs(&who), "the supervisor got no signal");
+        supervisor.kill().unwrap();
+        supervisor.wait().unwrap();
+    }
+
+    #[test]
+    fn what_is_left_of_a_lost_job_is_named_in_check_mode_and_stopped_by_a_kill() {
+        let (mut module, module_id) = sleeper();
+        // A supervisor that is gone: this process's pid, another start time.
+        let me = Identity::current().unwrap();
+        let gone = Identity {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        };
+        let meta = JobMeta {
+            module: "command".into(),
+            child_pid: Some(module_id.pid),
+            child_start_ticks: Some(module_id.start_ticks),
+            ..JobMeta::default()
+        };
+        let jid = JobId::parse("j1.2").unwrap();
+        let record = running_record(&jid, Some(&gone), Some(&meta), false);
+        let (_tmp, dir, jid) = job_with(&record);
+        let pid = module_id.pid;
+
+        let body_of = |check| body(kill(&dir, &jid, Signal::SIGTERM, check));
+        let would = body_of(true);
+        assert_eq!(
+            would["msg"],
+            format!("would kill what is left of lost job j1.2: pids [{pid}]")
+        );
+        assert_eq!(
+            (&would["lost"], &would["changed"]),
+            (&json!(true), &json!(true))
+        );
+        assert!(runs(&module_id), "check mode stops nothing");
+
+        let killed = body_of(false);
+        let msg = killed["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with("job j1.2 is lost (")
+                && msg.contains(&format!(
+                    "what was left of it (pids [{pid}]) was killed: SIGTERM first"
+                )),
+            "{msg}"
+        );
+        assert_eq!(killed["stopped"], json!([pid]));
+        assert_eq!(
+            (&killed["killed"], &killed["lost"]),
+            (&json!(true), &json!(true))
+        );
+        assert_eq!(module.wait().unwrap().signal(), Some(libc::SIGTERM));
+    }
+}

@@ -135,7 +135,7 @@ pub struct Jobs {
 }
 
 /// Every job in the dir(s) the async dir names, newest first.
-pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
+pub fn summaries(async_dir: &Path) -> Result<Jobs, async_jobs::Error> {
     let mut all = Jobs::default();
     each_job(async_dir, |_, _, read| match read {
         Ok(s) => all.jobs.push(s),
@@ -156,10 +156,10 @@ pub fn summaries(async_dir: &Path) -> Result<Jobs, String> {
 pub(crate) fn each_job(
     async_dir: &Path,
     mut visit: impl FnMut(&AsyncDir, &JobId, Result<JobSummary, async_jobs::Error>),
-) -> Result<(), String> {
+) -> Result<(), async_jobs::Error> {
     let mut seen: Vec<JobId> = Vec::new();
-    for dir in homes(async_dir).map_err(|e| e.to_string())? {
-        for jid in dir.job_ids().map_err(|e| e.to_string())? {
+    for dir in homes(async_dir)? {
+        for jid in dir.job_ids()? {
             if seen.contains(&jid) {
                 continue;
             }
@@ -262,6 +262,55 @@ pub(crate) fn list(async_dir: &Path) -> Answer {
                 warnings,
             })
         }
-        Err(e) => Answer::module(&async_jobs::failure(e)),
+        Err(e) => Answer::module(&async_jobs::failure(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished result whose supervisor's meta says it started at `at`.
+    fn finished(dir: &Path, jid: &str, at: f64) {
+        let text = format!(
+            r#"{{"rc": 0, "native_job": {{"module": "m", "started_at": {at}, "ended_at": {}, "state": "finished"}}}}"#,
+            at + 1.0
+        );
+        std::fs::write(dir.join(jid), text).unwrap();
+    }
+
+    #[test]
+    fn summaries_are_newest_first_and_unreadable_entries_are_set_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        finished(tmp.path(), "j1.1", 100.0);
+        finished(tmp.path(), "j1.3", 300.0);
+        finished(tmp.path(), "j1.2", 200.0);
+        // Launched at the same time: the greater id first.
+        finished(tmp.path(), "j0.9", 200.0);
+        nix::unistd::mkfifo(&tmp.path().join("j1.4"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let found = summaries(tmp.path()).unwrap();
+        let jids: Vec<&str> = found.jobs.iter().map(|s| s.jid.as_str()).collect();
+        assert_eq!(jids, ["j1.3", "j1.2", "j0.9", "j1.1"]);
+        assert_eq!(found.jobs[0].started_at, Some(300.0));
+        assert_eq!(found.jobs[0].state, State::Finished);
+        assert_eq!(found.unreadable.len(), 1, "{:?}", found.unreadable);
+        assert!(
+            found.unreadable[0].contains("j1.4") && found.unreadable[0].contains("a FIFO"),
+            "{:?}",
+            found.unreadable
+        );
+    }
+
+    #[test]
+    fn a_dir_others_can_write_is_refused_with_its_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = summaries(tmp.path()).unwrap_err();
+        assert!(matches!(err, async_jobs::Error::UnsafeDir { .. }), "{err}");
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
     }
 }
