@@ -238,6 +238,55 @@ def test_a_cold_or_spoiled_cache_costs_one_command_more_and_no_upload(tmp_path, 
     assert all(re.match(r"-rwx------ ", line) for line in saved["cache"] if "native_async-" in line), saved["cache"]
 
 
+UNINSTALLABLE = """
+- name: launch where no cache can be made
+  command: echo refused
+  async: 30
+  poll: 0
+  register: refused
+  environment: {XDG_CACHE_HOME: "%(shared)s"}
+- name: launch with a good cache
+  command: echo good
+  async: 30
+  poll: 0
+  register: good
+  environment: {XDG_CACHE_HOME: "%(cache)s"}
+- name: wait for both
+  async_status: {jid: "{{ item }}"}
+  loop: ["{{ refused.ansible_job_id }}", "{{ good.ansible_job_id }}"]
+  register: both
+  until: both is finished
+  retries: 60
+  delay: 0.5
+- set_fact:
+    saved: {both: "{{ both.results }}"}
+"""
+
+
+def test_a_task_whose_environment_refuses_the_cache_does_not_cost_later_tasks_the_one_command(tmp_path, sshd):
+    """One task's environment that makes the binary uninstallable (a cache in
+    a folder others may write) sends that task the module's way, and no
+    other: the next task, with a cache that can be trusted, installs and
+    takes the one command."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    # A trusted cache: in root's home, where no folder above it is writable by others.
+    cache = Path(pwd.getpwnam("root").pw_dir) / f".na-cache-{tmp_path.name}"
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(mode=0o700)
+    try:
+        logs, saved, proc = one_host_play(tmp_path, sshd, False,
+                                          UNINSTALLABLE % {"shared": shared, "cache": cache} + SAVE)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    assert saved is not None, brief(proc.stdout)
+    refused, good = logs["launch where no cache can be made"], logs["launch with a good cache"]
+    assert "cannot install the binary" in refused and "PUT " in refused, brief(refused)
+    assert round_trips(good) == 3 and "PUT " not in good and good.count("set -- --install") == 1, brief(good)
+    assert [r["stdout"] for r in saved["both"]] == ["refused", "good"], saved
+
+
 EQUAL = """
 - name: launch, one command
   shell: echo "$GREETING"

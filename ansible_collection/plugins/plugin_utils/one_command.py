@@ -241,6 +241,10 @@ def _tty_requested(connection):
 
 # --- What the controller remembers of a host, for this run --------------------
 
+# What the launcher reads from the environment to find or place the binary.
+LAUNCHER_ENV = ("HOME", "XDG_CACHE_HOME", "NATIVE_ASYNC_IMPL")
+
+
 class Memo:
     """What this run learned of a host (as the user the commands run as):
     that it has the binary, that it cannot have one, which kept parts it
@@ -288,7 +292,7 @@ def held(action, task_vars, launchers, stdin):
     if launchers is None or getattr(action, "_native_async_held", False) \
             or why_not(action, task_vars, stdin) is not None:
         return contextlib.nullcontext()
-    return Held(action, task_vars, launchers)
+    return Held(action, task_vars, launchers, stdin)
 
 
 class Held:
@@ -304,10 +308,12 @@ class Held:
     HELD = ("_make_tmp_path", "_update_module_args", "_transfer_data", "_transfer_file", "_fixup_perms2",
             "_low_level_execute_command")
 
-    def __init__(self, action, task_vars, launchers):
+    def __init__(self, action, task_vars, launchers, stdin):
         self.action = action
         self.task_vars = task_vars
         self.launchers = launchers
+        # Whether why_not() found nothing against sending stdin (checked once, by held()).
+        self.stdin_ok = stdin
         self.memo = Memo(action, task_vars)
         self.real = {name: getattr(action, name) for name in self.HELD}
         self.tmp = None
@@ -377,8 +383,7 @@ class Held:
         if split is None or self.memo.has("no-native"):
             return self.module_way(cmd, run)
         role = launcher_role(self.files[launcher])
-        if role == "wrapper" and not self.memo.has("no-stdin") \
-                and why_not(self.action, self.task_vars, stdin=True) is None:
+        if role == "wrapper" and self.stdin_ok and not self.memo.has("no-stdin"):
             return self.launch(cmd, split, launcher, run)
         if role == "status":
             return self.lookup(cmd, split, run)
@@ -388,10 +393,7 @@ class Held:
 
     def launch(self, cmd, split, wrapper, run):
         """The async_wrapper's command as one command, the held files on stdin."""
-        head, interpreter, rest = split
-        script = "role=wrapper\nset -- --stdin \"$@\"\n%s\necho \"%s arch=$arch\"\nexit %d" % (
-            self.launchers.finder("wrapper"), MISS, MISS_RC)
-        one = "%s%s -c %s native_async%s" % (head, interpreter, shlex.quote(script), rest)
+        one = command(split, self.finder_script("wrapper", '--stdin "$@"'), split[2])
         payload = {p: data for p, data in self.files.items() if p != wrapper}
         sent_whole = set()
         for _ in range(3):
@@ -399,7 +401,7 @@ class Held:
             res = run(one, framed)
             arch = missed(res)
             if arch is not None:
-                if not self.install(arch, split, run):
+                if self.install(arch, split, run) is None:
                     return self.module_way(cmd, run)
                 continue
             missing = missing_parts(res)
@@ -419,52 +421,63 @@ class Held:
 
     def lookup(self, cmd, split, run):
         """async_status's command as one command, its arguments on the command line."""
-        head, interpreter, rest = split
-        words = rest.split()
+        words = split[2].split()
         args = self.files.get(words[0]) if words else None
         if args is None or len(args) > 64 * 1024:
             return self.module_way(cmd, run)
-        script = "role=status\nset -- --args \"$1\"\n%s\necho \"%s arch=$arch\"\nexit %d" % (
-            self.launchers.finder("status"), MISS, MISS_RC)
         quoted = shlex.quote(args.decode("utf-8", "surrogateescape"))
-        res = run("%s%s -c %s native_async %s" % (head, interpreter, shlex.quote(script), quoted))
+        res = run(command(split, self.finder_script("status", '--args "$1"'), " " + quoted))
         arch = missed(res)
         if arch is None:
             self.memo.note("native")
             return res
         # The host's first lookup: the binary goes with the second command,
         # which puts it in the cache and answers.
-        xz = self.launchers.binary_xz(arch)
-        if xz is None:
-            self.memo.note("no-native")
-            return self.module_way(cmd, run)
         if self.memo.has("no-stdin") or why_not(self.action, self.task_vars, stdin=True) is not None:
             return self.module_way(cmd, run)
-        installer = "set -- --install status --args %s\n%s" % (quoted, self.launchers.installer())
-        res = run("%s%s -c %s native_async" % (head, interpreter, shlex.quote(installer)), xz)
-        if tty_refused(res):
-            self.memo.note("no-stdin")
-            return self.module_way(cmd, run)
-        if res.get("rc") == 1 and "cannot install the binary" in res.get("stdout", ""):
-            self.memo.note("no-native")
+        res = self.install(arch, split, run, then="status --args " + quoted)
+        if res is None:
             return self.module_way(cmd, run)
         self.memo.note("native")
         return res
 
-    def install(self, arch, split, run):
-        """Puts the host's binary in its cache (one command, in the task's
-        environment); False when it cannot."""
+    def finder_script(self, role, args):
+        """The launcher's `#<find>` part for `role`, run with `args`; when it
+        finds no binary it says MISS and the host's architecture."""
+        return 'role=%s\nset -- %s\n%s\necho "%s arch=$arch"\nexit %d' % (
+            role, args, self.launchers.finder(role), MISS, MISS_RC)
+
+    def install(self, arch, split, run, then=""):
+        """Puts the host's binary in its cache with one command (in the
+        task's environment), its xz on stdin; that command then runs `then`
+        (a role and its arguments), if given. Its result, or None when the
+        binary could not be put in place."""
         xz = self.launchers.binary_xz(arch)
         if xz is None:
             self.memo.note("no-native")
-            return False
-        head, interpreter, _ = split
-        installer = shlex.quote("set -- --install\n" + self.launchers.installer())
-        res = run("%s%s -c %s native_async" % (head, interpreter, installer), xz)
-        if res.get("rc") != 0 or "installed " not in res.get("stdout", ""):
+            return None
+        res = run(command(split, "set -- --install %s\n%s" % (then, self.launchers.installer())), xz)
+        if tty_refused(res):
+            self.memo.note("no-stdin")
+            return None
+        rc, out = res.get("rc"), res.get("stdout", "")
+        if then:
+            # `then` answered (its rc is its own), unless the launcher said it could not install.
+            refused = rc == 1 and "cannot install the binary" in out
+        else:
+            refused = rc != 0 or "installed " not in out
+        if refused:
+            self.cannot_install(split[0])
+            return None
+        return res
+
+    def cannot_install(self, head):
+        """Remembers that the binary cannot be put in place for this host and
+        user, so later tasks take ansible-core's way at once; unless this
+        task's environment sets what the launcher reads (HOME, XDG_CACHE_HOME,
+        NATIVE_ASYNC_IMPL), which may be why, and the next task may not."""
+        if not any(re.search(r"(^|\s)%s=" % name, head) for name in LAUNCHER_ENV):
             self.memo.note("no-native")
-            return False
-        return True
 
     def module_way(self, cmd, run):
         """ansible-core's own way, replayed: the tmp dir, the held files put
@@ -496,6 +509,13 @@ def launcher_role(data):
 
 def finder_in(data):
     return data.startswith(b"#!") and b"\n#<find>" in data[:16384]
+
+
+def command(split, script, tail=""):
+    """A one command: `split`'s environment and interpreter (split_command)
+    running `script` with `sh -c`, then `tail`."""
+    head, interpreter, _ = split
+    return "%s%s -c %s native_async%s" % (head, interpreter, shlex.quote(script), tail)
 
 
 def split_command(cmd, wrapper):
