@@ -21,16 +21,16 @@
 //! end
 //! ```
 
+use crate::store::private_subdir;
 use crate::{AsyncDir, JobId};
-use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fstat, futimens, mkdirat};
+use nix::sys::stat::{Mode, fstat, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, BufRead, Read, Seek, Write};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// The first line of a payload.
@@ -66,8 +66,6 @@ pub enum PayloadError {
 /// The files written, each with the name ansible-core's command gives it.
 #[derive(Debug)]
 pub struct Received {
-    /// The job's payload folder (the wrapper removes it when the job ends).
-    pub folder: PathBuf,
     /// (name in the command, where the file is now).
     pub files: Vec<(String, PathBuf)>,
 }
@@ -92,16 +90,15 @@ pub fn receive(
     dir: &AsyncDir,
     jid: &JobId,
 ) -> Result<Received, PayloadError> {
-    let name = format!(".{jid}.payload");
+    let name = AsyncDir::payload_dir_name(jid);
     let folder = dir.path().join(&name);
     let io_err = |source| PayloadError::Io {
         path: folder.clone(),
         source,
     };
-    mkdirat(dir.fd(), name.as_str(), Mode::from_bits_truncate(0o700))
-        .map_err(|e| io_err(e.into()))?;
-    let result = (|| {
-        let place = open_private_dir(dir.fd(), &name).map_err(|e| io_err(e.into()))?;
+    // A folder of that name already there is not this launch's to remove.
+    let place = private_subdir(dir.fd(), &name, true).map_err(|e| io_err(e.into()))?;
+    let result = {
         let mut reader = Reader {
             input,
             dir,
@@ -109,31 +106,17 @@ pub fn receive(
             folder: &folder,
             total: 0,
             missing: Vec::new(),
+            blobs: None,
         };
         reader.read_all()
-    })();
+    };
     match result {
-        Ok(files) => Ok(Received { folder, files }),
+        Ok(files) => Ok(Received { files }),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&folder);
+            dir.remove_payload(jid);
             Err(e)
         }
     }
-}
-
-/// Opens a folder just made inside `parent`, refusing anything else in its place.
-fn open_private_dir(parent: &impl AsFd, name: &str) -> nix::Result<OwnedFd> {
-    let fd = openat(
-        parent,
-        name,
-        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = fstat(&fd)?;
-    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
-        return Err(Errno::EPERM);
-    }
-    Ok(fd)
 }
 
 /// The state of one read.
@@ -144,6 +127,8 @@ struct Reader<'a, R> {
     folder: &'a PathBuf,
     total: u64,
     missing: Vec<String>,
+    /// The kept parts' folder, opened at its first use.
+    blobs: Option<OwnedFd>,
 }
 
 impl<R: BufRead> Reader<'_, R> {
@@ -213,42 +198,12 @@ impl<R: BufRead> Reader<'_, R> {
                     current = Some(File::from(fd));
                     files.push((name.to_string(), self.folder.join(local)));
                 }
-                ["lit", len] => {
-                    let len = self.length(len)?;
+                [kind @ ("lit" | "blob" | "ref"), rest @ ..] => {
                     let out = current
                         .as_mut()
                         .ok_or_else(|| Self::malformed("a part before any file"))?;
-                    copy_exact(self.input, out, len, None).map_err(|e| PayloadError::Io {
-                        path: self.folder.clone(),
-                        source: e,
-                    })?;
-                }
-                ["blob", sha, len] => {
-                    let len = self.length(len)?;
-                    let sha = hash_name(sha)?;
-                    let out = current
-                        .as_mut()
-                        .ok_or_else(|| Self::malformed("a part before any file"))?;
-                    let folder = self.folder.clone();
-                    keep_blob(self.dir, self.input, out, sha, len).map_err(|e| match e {
-                        BlobError::Io(source) => PayloadError::Io {
-                            path: folder,
-                            source,
-                        },
-                        BlobError::Mismatch => Self::malformed(format!(
-                            "the part sent as {sha} does not have that sha256"
-                        )),
-                    })?;
-                }
-                ["ref", sha, len] => {
-                    let len = self.length(len)?;
-                    let sha = hash_name(sha)?;
-                    let out = current
-                        .as_mut()
-                        .ok_or_else(|| Self::malformed("a part before any file"))?;
-                    if !use_blob(self.dir, out, sha, len) {
-                        self.missing.push(sha.to_string());
-                    }
+                    self.part(kind, rest, out)
+                        .ok_or_else(|| Self::malformed(format!("unexpected header {line:?}")))??;
                 }
                 _ => return Err(Self::malformed(format!("unexpected header {line:?}"))),
             }
@@ -260,6 +215,46 @@ impl<R: BufRead> Reader<'_, R> {
             return Err(Self::malformed("it holds no file"));
         }
         Ok(files)
+    }
+
+    /// One part of the current file, `out`: sent whole (`lit <length>`),
+    /// sent and kept (`blob <sha256> <length>`), or this host's kept copy
+    /// (`ref <sha256> <length>`). None when the header's words do not fit.
+    fn part(
+        &mut self,
+        kind: &str,
+        words: &[&str],
+        out: &mut File,
+    ) -> Option<Result<(), PayloadError>> {
+        let (sha, len) = match (kind, words) {
+            ("lit", [len]) => (None, *len),
+            ("blob" | "ref", [sha, len]) => (Some(*sha), *len),
+            _ => return None,
+        };
+        Some((|| {
+            let len = self.length(len)?;
+            let Some(sha) = sha.map(hash_name).transpose()? else {
+                return copy_exact(self.input, out, len, None).map_err(|e| self.io(e));
+            };
+            let blobs = opened(&mut self.blobs, self.dir);
+            if kind == "ref" {
+                // Not kept here (or damaged): named, so the controller sends it whole.
+                if !blobs.is_ok_and(|b| use_blob(b, out, sha, len)) {
+                    self.missing.push(sha.to_string());
+                }
+                return Ok(());
+            }
+            let blobs = match blobs {
+                Ok(b) => b,
+                Err(e) => return Err(self.io(e)),
+            };
+            keep_blob(blobs, self.input, out, sha, len).map_err(|e| match e {
+                BlobError::Io(source) => self.io(source),
+                BlobError::Mismatch => {
+                    Self::malformed(format!("the part sent as {sha} does not have that sha256"))
+                }
+            })
+        })())
     }
 
     /// A part's length, counted against the total.
@@ -343,28 +338,32 @@ enum BlobError {
     Mismatch,
 }
 
+/// The kept parts' folder in `slot`, opened (by [`blobs_dir`]) at its first
+/// use in a launch.
+fn opened<'s>(slot: &'s mut Option<OwnedFd>, dir: &AsyncDir) -> io::Result<&'s OwnedFd> {
+    Ok(match slot {
+        Some(blobs) => blobs,
+        None => slot.insert(blobs_dir(dir)?),
+    })
+}
+
 /// The kept parts' folder, made private if missing.
 fn blobs_dir(dir: &AsyncDir) -> io::Result<OwnedFd> {
-    match mkdirat(dir.fd(), BLOBS, Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(open_private_dir(dir.fd(), BLOBS)?)
+    Ok(private_subdir(dir.fd(), BLOBS, false)?)
 }
 
 /// Copies a part sent whole into `out` and keeps a copy by its hash (a
 /// temp file renamed into place, once its hash is checked).
 fn keep_blob(
-    dir: &AsyncDir,
+    blobs: &OwnedFd,
     input: &mut impl Read,
     out: &mut File,
     sha: &str,
     len: u64,
 ) -> Result<(), BlobError> {
-    let blobs = blobs_dir(dir).map_err(BlobError::Io)?;
     let temp = format!(".{sha}.{}.tmp", std::process::id());
     let kept = openat(
-        &blobs,
+        blobs,
         temp.as_str(),
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
@@ -376,10 +375,10 @@ fn keep_blob(
     let copied = copy_exact(input, &mut both, len, Some(&mut hash));
     let matches = copied.is_ok() && hex(&hash.finalize()) == sha;
     if matches {
-        let _ = renameat(&blobs, temp.as_str(), &blobs, sha);
-        evict_old_blobs(&blobs);
+        let _ = renameat(blobs, temp.as_str(), blobs, sha);
+        evict_old_blobs(blobs);
     } else {
-        let _ = unlinkat(&blobs, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let _ = unlinkat(blobs, temp.as_str(), UnlinkatFlags::NoRemoveDir);
     }
     match copied {
         Err(e) => Err(BlobError::Io(e)),
@@ -391,12 +390,9 @@ fn keep_blob(
 /// Copies a kept part into `out`; false (nothing written) when there is no
 /// such copy, or it is not a regular file of this user, or its length or
 /// hash differ.
-fn use_blob(dir: &AsyncDir, out: &mut File, sha: &str, len: u64) -> bool {
-    let Ok(blobs) = blobs_dir(dir) else {
-        return false;
-    };
+fn use_blob(blobs: &OwnedFd, out: &mut File, sha: &str, len: u64) -> bool {
     let Ok(fd) = openat(
-        &blobs,
+        blobs,
         sha,
         OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
         Mode::empty(),
@@ -412,12 +408,16 @@ fn use_blob(dir: &AsyncDir, out: &mut File, sha: &str, len: u64) -> bool {
         return false;
     }
     let mut file = File::from(fd);
-    let mut data = Vec::new();
-    if file.read_to_end(&mut data).is_err()
-        || data.len() as u64 != len
-        || hex(&Sha256::digest(&data)) != sha
-        || out.write_all(&data).is_err()
-    {
+    // Streamed, hashed on the way; a copy that fails its check is taken
+    // back out of `out`.
+    let Ok(start) = out.stream_position() else {
+        return false;
+    };
+    let mut hash = Sha256::new();
+    let copied = copy_exact(&mut file, out, len, Some(&mut hash));
+    if copied.is_err() || hex(&hash.finalize()) != sha {
+        let _ = out.set_len(start);
+        let _ = out.seek(io::SeekFrom::Start(start));
         return false;
     }
     // Used now: kept two more days.

@@ -347,6 +347,20 @@ impl AsyncDir {
         format!(".{jid}.output")
     }
 
+    /// The name of the folder a `--stdin` launch's files are written to.
+    pub(crate) fn payload_dir_name(jid: &JobId) -> String {
+        format!(".{jid}.payload")
+    }
+
+    /// Removes the job's payload folder and whatever its module left in it,
+    /// through the async dir's descriptor (never by its path again, nor
+    /// through a symlink); best effort, nothing to report.
+    pub fn remove_payload(&self, jid: &JobId) {
+        if let Ok(name) = std::ffi::CString::new(Self::payload_dir_name(jid)) {
+            remove_tree_at(&self.fd, &name, PAYLOAD_DEPTH);
+        }
+    }
+
     /// Creates the job's private output dir and its `stdout` and `stderr` files.
     pub fn create_output(&self, jid: &JobId) -> Result<(File, File)> {
         let dir = Self::output_dir_name(jid);
@@ -355,21 +369,10 @@ impl AsyncDir {
             path: path.clone(),
             source: e.into(),
         };
-        match mkdirat(&self.fd, dir.as_str(), Mode::from_bits_truncate(0o700)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(err(e)),
-        }
-        let dir_fd = openat(
-            &self.fd,
-            dir.as_str(),
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(err)?;
         // The modes are set again: a dir or file left from before (the same
         // job id) keeps the mode it was created with, and the output is the
         // job's own, which `output: tail` shows only to its user.
-        fchmod(&dir_fd, Mode::from_bits_truncate(0o700)).map_err(err)?;
+        let dir_fd = private_subdir(&self.fd, &dir, false).map_err(err)?;
         let create = |name: &str| {
             let fd = openat(
                 &dir_fd,
@@ -557,6 +560,63 @@ impl Unsynced<'_> {
     }
 }
 
+/// The folder `name` of `parent`, made (0700) if missing (`fresh`: it must
+/// not exist yet), opened without following a symlink, refused unless it is
+/// this user's, and made private again (one left from before keeps the mode
+/// it was made with).
+pub(crate) fn private_subdir(parent: &impl AsFd, name: &str, fresh: bool) -> nix::Result<OwnedFd> {
+    match mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) => {}
+        Err(Errno::EEXIST) if !fresh => {}
+        Err(e) => return Err(e),
+    }
+    let fd = openat(
+        parent,
+        name,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    if fstat(&fd)?.st_uid != nix::unistd::geteuid().as_raw() {
+        return Err(Errno::EPERM);
+    }
+    fchmod(&fd, Mode::from_bits_truncate(0o700))?;
+    Ok(fd)
+}
+
+/// How deep into a payload folder [`AsyncDir::remove_payload`] goes: its
+/// files are ansible-core's module and args file; a module that leaves a
+/// deeper tree behind leaves that part of it.
+const PAYLOAD_DEPTH: u32 = 16;
+
+/// Removes the folder `name` of `parent` and what it holds, `depth` levels
+/// down, each entry by its name in the descriptor of the folder it was
+/// listed in, and a symlink as itself.
+fn remove_tree_at(parent: &impl AsFd, name: &std::ffi::CStr, depth: u32) {
+    let Ok(mut folder) = nix::dir::Dir::openat(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let names: Vec<std::ffi::CString> = folder
+        .iter()
+        .flatten()
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    let fd = folder.as_fd();
+    for entry in names {
+        let is_dir =
+            unlinkat(fd, entry.as_c_str(), UnlinkatFlags::NoRemoveDir) == Err(Errno::EISDIR);
+        if is_dir && depth > 0 {
+            remove_tree_at(&fd, &entry, depth - 1);
+        }
+    }
+    let _ = unlinkat(parent, name, UnlinkatFlags::RemoveDir);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +624,35 @@ mod tests {
 
     fn obj(v: serde_json::Value) -> Vec<u8> {
         serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_payload_folder_goes_with_what_its_module_left_but_nothing_a_symlink_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = AsyncDir::create(&tmp.path().join("async")).unwrap();
+        let jid = JobId::parse("j1.2").unwrap();
+        let payload = dir.path().join(".j1.2.payload");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(payload.join("a/b")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        std::fs::write(payload.join("AnsiballZ_command.py"), "#!py").unwrap();
+        std::fs::write(payload.join("a/b/left"), "x").unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"not-utf8-\xff");
+        std::fs::create_dir(payload.join("a").join(odd)).unwrap();
+        std::os::unix::fs::symlink(&outside, payload.join("link")).unwrap();
+        dir.remove_payload(&jid);
+        assert!(!payload.exists(), "the payload folder is gone");
+        assert_eq!(
+            std::fs::read(outside.join("keep")).unwrap(),
+            b"x",
+            "a symlink's target is not touched"
+        );
+        // A payload folder that is a symlink is not followed either.
+        std::os::unix::fs::symlink(&outside, &payload).unwrap();
+        dir.remove_payload(&jid);
+        assert!(outside.join("keep").exists() && payload.symlink_metadata().is_ok());
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct WrapperArgs {
     pub preserve_tmp: bool,
     /// Whether the controller asked for that (`-preserve_tmp`, or `true`).
     pub preserve_asked: bool,
+    /// Whether the files came on stdin (`--stdin`), into the job's payload
+    /// folder in the async dir rather than an ansible tmp dir.
+    pub from_stdin: bool,
     /// The command to run, when the controller gives it whole (2.21 on);
     /// before, it is the module through its `#!` line plus the args file.
     pub command: Option<Vec<OsString>>,
@@ -132,6 +135,7 @@ impl WrapperArgs {
             args_file,
             preserve_tmp,
             preserve_asked: flag.is_some(),
+            from_stdin: false,
             command: None,
         })
     }
@@ -171,6 +175,7 @@ impl WrapperArgs {
             args_file: None,
             preserve_tmp: argv[2] == "true",
             preserve_asked: argv[2] == "true",
+            from_stdin: false,
             command: Some(command),
         })
     }
@@ -195,17 +200,27 @@ impl WrapperArgs {
     /// controller asked to keep its files.
     pub fn received(mut self) -> Self {
         self.preserve_tmp = self.preserve_asked;
+        self.from_stdin = true;
         self
     }
 
-    /// The tmp dir the wrapper removes when the job ends, if it owns it.
-    pub fn owned_tmp_dir(&self) -> Option<&Path> {
-        if self.preserve_tmp {
-            None
-        } else {
-            self.module.parent()
+    /// What the wrapper removes when the job ends, if anything.
+    pub fn owned(&self) -> Option<Owned<'_>> {
+        match (self.preserve_tmp, self.from_stdin) {
+            (true, _) => None,
+            (false, true) => Some(Owned::Payload),
+            (false, false) => self.module.parent().map(Owned::TmpDir),
         }
     }
+}
+
+/// The files a job's wrapper owns and removes when the job ends.
+#[derive(Debug, PartialEq)]
+pub enum Owned<'a> {
+    /// The ansible tmp dir the module was uploaded to, by the builtin's rule.
+    TmpDir(&'a Path),
+    /// The job's payload folder in the async dir (`AsyncDir::remove_payload`).
+    Payload,
 }
 
 fn parse_limit(limit: &str) -> Result<Option<u64>, ArgsError> {
@@ -272,7 +287,7 @@ mod tests {
             zero.limit_secs, None,
             "0: no limit, as gather_facts passes it"
         );
-        assert_eq!(a.owned_tmp_dir(), Some(tmp.path()));
+        assert_eq!(a.owned(), Some(Owned::TmpDir(tmp.path())));
         assert_eq!(a.command_line(), m.display().to_string());
         let a = WrapperArgs::parse(&argv(&[
             "j12",
@@ -310,7 +325,7 @@ mod tests {
             WrapperArgs::parse(&argv(&["j7", "30", "false", m, "/usr/bin/python3", m])).unwrap();
         assert_eq!((a.limit_secs, a.preserve_tmp), (Some(30), false));
         assert_eq!(a.command, Some(argv(&["/usr/bin/python3", m])));
-        assert_eq!(a.owned_tmp_dir(), Some(tmp.path()));
+        assert_eq!(a.owned(), Some(Owned::TmpDir(tmp.path())));
         assert_eq!(a.command_line(), format!("/usr/bin/python3 {m}"));
         let a =
             WrapperArgs::parse(&argv(&["j7", "0", "true", m, "/usr/bin/env python3", m])).unwrap();
@@ -332,7 +347,7 @@ mod tests {
         let m = module_in(tmp.path());
         let a = WrapperArgs::parse(&argv(&["j1", "5", m.to_str().unwrap(), "_"])).unwrap();
         assert!(a.preserve_tmp);
-        assert_eq!(a.owned_tmp_dir(), None);
+        assert_eq!(a.owned(), None);
     }
 
     #[test]

@@ -70,8 +70,7 @@ pub fn run(argv: &[OsString]) -> i32 {
         Err(Refused::Missing(parts)) => {
             let e = async_jobs::payload::PayloadError::Missing(parts.clone());
             let mut o = ObjectText::failure(&e.to_string());
-            let list: Vec<String> = parts.iter().map(|p| format!("\"{p}\"")).collect();
-            o.raw(MISSING_KEY, format!("[{}]", list.join(",")).as_bytes());
+            o.str_list(MISSING_KEY, &parts);
             (o, 1)
         }
     };
@@ -116,26 +115,16 @@ pub fn launch(argv: &[OsString]) -> Result<ObjectText, Refused> {
         None => receive(argv, &dir, &jid)?,
     };
     let started = start(&args, &jid, &dir, grace, pool.as_ref());
-    if started.is_err() && from_stdin {
+    if started.is_err() && args.from_stdin {
         // The files that came on stdin are the job's alone: nothing of a
         // launch that did not start is left behind.
-        if let Some(folder) = args.module.parent() {
-            let _ = std::fs::remove_dir_all(folder);
-        }
+        dir.remove_payload(&jid);
     }
     let mut warnings = started?;
     warnings.extend(uncached);
     let mut o = answer(&args, &jid, &dir);
     if !warnings.is_empty() {
-        let mut list = b"[".to_vec();
-        for (i, w) in warnings.iter().enumerate() {
-            if i > 0 {
-                list.push(b',');
-            }
-            async_jobs::json::write::write_str(w, &mut list);
-        }
-        list.push(b']');
-        o.raw("warnings", &list);
+        o.str_list("warnings", &warnings);
     }
     Ok(o)
 }
@@ -187,7 +176,7 @@ fn receive(argv: &[OsString], dir: &AsyncDir, jid: &JobId) -> Result<WrapperArgs
     WrapperArgs::parse(&words)
         .map(WrapperArgs::received)
         .map_err(|e| {
-            let _ = std::fs::remove_dir_all(&received.folder);
+            dir.remove_payload(jid);
             Refused::from(e)
         })
 }

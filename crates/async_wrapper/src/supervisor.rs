@@ -18,7 +18,7 @@
 //! Every step that fails ends the job through the same path: an [`Ending`],
 //! recorded by step 7.
 
-use crate::args::WrapperArgs;
+use crate::args::{Owned, WrapperArgs};
 use async_jobs::job::{
     JobMeta, META_KEY, State, add_left, left_said, module_name, running_record, timeout_result,
 };
@@ -511,8 +511,12 @@ impl<'a> Supervisor<'a> {
         if let Some(t) = self.ticket {
             t.leave();
         }
-        if let Some(tmp) = job.args.owned_tmp_dir() {
-            let _ = std::fs::remove_dir_all(tmp);
+        match job.args.owned() {
+            Some(Owned::TmpDir(tmp)) => {
+                let _ = std::fs::remove_dir_all(tmp);
+            }
+            Some(Owned::Payload) => job.dir.remove_payload(job.jid),
+            None => {}
         }
     }
 }

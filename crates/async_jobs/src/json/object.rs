@@ -74,6 +74,20 @@ impl ObjectText {
         self
     }
 
+    /// Adds `key: ["item", ...]`.
+    pub fn str_list<S: AsRef<str>>(&mut self, key: &str, items: &[S]) -> &mut Self {
+        self.key(key);
+        self.text.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.text.push(b',');
+            }
+            write_str(item.as_ref(), &mut self.text);
+        }
+        self.text.push(b']');
+        self
+    }
+
     /// Adds `key: <JSON text>` (which must be one JSON value).
     pub fn raw(&mut self, key: &str, json: &[u8]) -> &mut Self {
         self.key(key);
@@ -111,12 +125,15 @@ mod tests {
         o.int("rc", -3)
             .secs("at", 1_795_466_227.582_119)
             .raw("meta", br#"{"x":[1]}"#)
-            .bool("ok", false);
+            .bool("ok", false)
+            .str_list("w", &["a\"b", "c"])
+            .str_list("none", &[] as &[&str]);
         let v: Value = serde_json::from_slice(&o.finish()).unwrap();
         assert_eq!(
             v,
             json!({"failed": true, "msg": "a \"quoted\" line\nand a tab\t\u{1}, é", "rc": -3,
-                   "at": 1_795_466_227.582_119, "meta": {"x": [1]}, "ok": false})
+                   "at": 1_795_466_227.582_119, "meta": {"x": [1]}, "ok": false,
+                   "w": ["a\"b", "c"], "none": []})
         );
         assert_eq!(ObjectText::new().finish(), b"{}");
         assert!(ObjectText::new().is_empty() && !o.is_empty());
