@@ -76,11 +76,6 @@ pub fn expand_vars(path: &str) -> String {
     out
 }
 
-/// A module argument of `type: path`, as AnsibleModule normalises it.
-pub fn module_path_arg(value: &str) -> PathBuf {
-    PathBuf::from(expand_user(&expand_vars(value)))
-}
-
 /// The async dir argument: its variables expanded, a leading `~` kept for
 /// [`home_variants`] (which home it means is for the lookup to find out).
 pub fn async_dir_arg(value: &str) -> PathBuf {

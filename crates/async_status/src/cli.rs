@@ -135,22 +135,20 @@ fn print_json(v: &Value) {
 
 /// Prints text that holds what a job wrote: escaped when stdout is a terminal.
 fn print_shown(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = if out.is_terminal() {
-        out.write_all(&escaped(text.as_bytes()))
-    } else {
-        out.write_all(text.as_bytes())
-    };
+    write_shown(&mut std::io::stdout().lock(), text);
 }
 
 /// As [`print_shown`], on stderr, with a line break.
 fn eprint_shown(text: &str) {
-    let line = format!("{text}\n");
-    let mut err = std::io::stderr().lock();
-    let _ = if err.is_terminal() {
-        err.write_all(&escaped(line.as_bytes()))
+    write_shown(&mut std::io::stderr().lock(), &format!("{text}\n"));
+}
+
+/// Writes `text` to `out`, escaped when `out` is a terminal.
+fn write_shown(out: &mut (impl Write + IsTerminal), text: &str) {
+    let _ = if out.is_terminal() {
+        out.write_all(&escaped(text.as_bytes()))
     } else {
-        err.write_all(line.as_bytes())
+        out.write_all(text.as_bytes())
     };
 }
 

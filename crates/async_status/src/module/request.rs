@@ -162,7 +162,15 @@ impl Mode {
         ("prune", Mode::Prune),
         ("status", Mode::Status),
     ];
-    const NAMES: &'static [&'static str] = &["cleanup", "kill", "list", "prune", "status"];
+    const NAMES: [&'static str; 5] = {
+        let mut names = [""; 5];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Self::ALL[i].0;
+            i += 1;
+        }
+        names
+    };
 
     fn name(self) -> &'static str {
         Self::ALL
@@ -250,7 +258,7 @@ const KEYS: [Key; 11] = [
     ),
     key(Name::Jid, "jid", Kind::Str, &[], Applies::Always),
     key(Name::Jids, "jids", Kind::List, &[], Applies::Always),
-    key(Name::Mode, "mode", Kind::Str, Mode::NAMES, Applies::Always),
+    key(Name::Mode, "mode", Kind::Str, &Mode::NAMES, Applies::Always),
     key(
         Name::OlderThan,
         "older_than",
@@ -318,10 +326,21 @@ const fn key(
     }
 }
 
+// KEYS holds one row per Name, in Name's order: checked when this compiles.
+const _: () = {
+    let mut i = 0;
+    while i < KEYS.len() {
+        assert!(
+            KEYS[i].name as usize == i,
+            "KEYS must list each Name once, in Name's order"
+        );
+        i += 1;
+    }
+};
+
 impl Name {
     fn key(self) -> &'static Key {
-        // Every Name has its row: KEYS lists them all (the contract test says so too).
-        KEYS.iter().find(|k| k.name == self).unwrap_or(&KEYS[0])
+        &KEYS[self as usize]
     }
 }
 
@@ -515,14 +534,10 @@ impl Coerced {
     }
 
     fn wait(&self) -> Result<Option<Wait>, String> {
-        let return_when = match self.str(Name::ReturnWhen) {
-            None | Some("all") => ReturnWhen::All,
+        // The table's choices (all, any) are checked by choice().
+        let return_when = match self.choice(Name::ReturnWhen)? {
             Some("any") => ReturnWhen::Any,
-            Some(other) => {
-                return Err(format!(
-                    "value of return_when must be one of: all, any, got: {other}"
-                ));
-            }
+            _ => ReturnWhen::All,
         };
         Ok(match self.get(Name::Wait) {
             Some(Arg::Seconds(timeout)) => Some(Wait {
@@ -543,15 +558,13 @@ impl Coerced {
             }
             _ => TAIL_LINES,
         };
-        match self.str(Name::Output) {
-            None | Some("none") if self.get(Name::TailLines).is_some() => {
+        // The table's choices (none, tail) are checked by choice().
+        match self.choice(Name::Output)? {
+            Some("tail") => Ok(Some(Tail { lines })),
+            _ if self.get(Name::TailLines).is_some() => {
                 Err("tail_lines only applies to mode=status with output=tail".into())
             }
-            None | Some("none") => Ok(None),
-            Some("tail") => Ok(Some(Tail { lines })),
-            Some(other) => Err(format!(
-                "value of output must be one of: none, tail, got: {other}"
-            )),
+            _ => Ok(None),
         }
     }
 
@@ -685,28 +698,6 @@ mod tests {
         let mut o = v.as_object().unwrap().clone();
         o.entry("_async_dir").or_insert("/d".into());
         Invocation::parse(&serde_json::to_vec(&o).unwrap()).map(|i| i.request)
-    }
-
-    #[test]
-    fn every_key_name_has_its_one_row() {
-        use Name::*;
-        for name in [
-            AsyncDir,
-            Jid,
-            Jids,
-            Mode,
-            OlderThan,
-            Output,
-            ReturnWhen,
-            Signal,
-            TailLines,
-            Wait,
-            NativePython,
-        ] {
-            let rows = KEYS.iter().filter(|k| k.name == name).count();
-            assert_eq!(rows, 1, "{name:?}");
-        }
-        assert_eq!(KEYS.len(), 11);
     }
 
     #[test]
