@@ -21,8 +21,8 @@ ansible-core's ActionBase, which every action plugin inherits:
 Everything else, and every task the one command cannot serve, stays
 ansible-core's own code path (plugin_utils/one_command.py says which). The
 hook does nothing unless the modules ansible-core resolves for async_wrapper
-and async_status are this collection's, nor under Mitogen, whose strategy
-runs modules its own way. Before hooking, it checks that ansible-core's
+and async_status are this collection's. Under Mitogen it is never reached:
+Mitogen's action mixin overrides each method it hooks. Before hooking, it checks that ansible-core's
 methods have the parameters it relies on; if not, it leaves ansible-core as
 it is and says so once.
 """
@@ -119,7 +119,7 @@ def _is_core_async_status(action):
 
 def install():
     """Hooks ActionBase once per process; a second import does nothing."""
-    if getattr(ActionBase, "_native_async_hooked", False) or "ansible_mitogen" in sys.modules:
+    if getattr(ActionBase, "_native_async_hooked", False):
         return
     why = _mismatch()
     if why is not None:
