@@ -55,6 +55,8 @@ def test_kill_of_a_lost_job_spares_a_stranger_that_reuses_the_module_pid(tmp_pat
     while time.monotonic() < deadline and not record.get("native_job", {}).get("child_start_ticks"):
         record = json.loads(Path(out["results_file"]).read_text())
         time.sleep(0.02)
+    assert "child_pid" in record.get("native_job", {}) and "pid" in record.get("supervisor", {}), \
+        f"the supervisor did not record the module's pid within 20s: {record}"
     module_pid = record["native_job"]["child_pid"]
     stranger = None
     try:
