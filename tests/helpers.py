@@ -8,6 +8,7 @@ conftest's."""
 
 import functools
 import hashlib
+import importlib.util
 import json
 import lzma
 import os
@@ -63,6 +64,20 @@ def run(cmd, env, timeout=300, check=True, cwd=None):
         sys.stderr.write(proc.stderr[-20000:])
         raise AssertionError(f"{cmd[0]} exited {proc.returncode}")
     return proc
+
+
+def load_source(path, name):
+    """The Python file at `path`, imported as the module `name` (not put in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_fallback():
+    """tools/fallback.py imported in this process: its main() runs only as the
+    launcher's __main__, so importing it reads no argv and runs nothing."""
+    return load_source(ROOT / "tools" / "fallback.py", "native_async_fallback")
 
 
 def module_answer(module, args, async_dir, timeout=30):

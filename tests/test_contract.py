@@ -4,24 +4,29 @@
 copy that drifts fails a test: the action plugin's argument spec, the docs
 sidecar ansible-doc shows, and the Python fallback's table."""
 
-import importlib.util
 import json
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from helpers import MODULES_DIR, ROOT
+from helpers import MODULES_DIR, ROOT, load_fallback, load_source
 
 STATUS = MODULES_DIR / "async_status"
 
 
 @pytest.fixture(scope="module")
-def contract():
+def rows():
+    """The contract as `async_status contract` prints it: a list of rows, one per key."""
     proc = subprocess.run(["/bin/sh", str(STATUS), "contract"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc
-    return {k["name"]: k for k in json.loads(proc.stdout)["keys"]}
+    return json.loads(proc.stdout)["keys"]
+
+
+@pytest.fixture(scope="module")
+def contract(rows):
+    """The rows by name (test_every_key_has_one_row_... checks no name is lost here)."""
+    return {k["name"]: k for k in rows}
 
 
 def user_keys(contract):
@@ -29,16 +34,18 @@ def user_keys(contract):
     return {name: k for name, k in contract.items() if not k["internal"] and not name.startswith("_")}
 
 
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def action_plugin_spec():
+    plugin = load_source(ROOT / "ansible_collection" / "plugins" / "action" / "async_status.py", "native_async_action")
+    return plugin.ARGUMENT_SPEC
 
 
-def test_the_action_plugins_argument_spec_is_the_contract(contract):
-    plugin = load(ROOT / "ansible_collection" / "plugins" / "action" / "async_status.py", "native_async_action")
-    spec = plugin.ARGUMENT_SPEC
+def docs_sidecar_options():
+    return yaml.safe_load((MODULES_DIR / "async_status.yml").read_text())["DOCUMENTATION"]["options"]
+
+
+@pytest.mark.parametrize("copy", [action_plugin_spec, docs_sidecar_options], ids=["action_plugin", "docs_sidecar"])
+def test_the_user_keys_copy_is_the_contract(contract, copy):
+    spec = copy()
     keys = user_keys(contract)
     assert sorted(spec) == sorted(keys), (sorted(spec), sorted(keys))
     for name, k in keys.items():
@@ -46,27 +53,18 @@ def test_the_action_plugins_argument_spec_is_the_contract(contract):
         assert sorted(spec[name].get("choices", [])) == sorted(k["choices"]), (name, spec[name], k)
 
 
-def test_the_docs_sidecar_is_the_contract(contract):
-    doc = yaml.safe_load((MODULES_DIR / "async_status.yml").read_text())["DOCUMENTATION"]
-    options = doc["options"]
-    keys = user_keys(contract)
-    assert sorted(options) == sorted(keys), (sorted(options), sorted(keys))
-    for name, k in keys.items():
-        assert options[name]["type"] == k["type"], (name, options[name], k)
-        assert sorted(options[name].get("choices", [])) == sorted(k["choices"]), (name, options[name], k)
-
-
 def test_the_fallbacks_table_is_the_contract(contract):
-    sys.argv = ["fallback"]  # it reads its role from argv only when run as a program
-    fallback = load(ROOT / "tools" / "fallback.py", "native_async_fallback")
+    fallback = load_fallback()
     public = {name: k for name, k in contract.items() if not k["internal"]}
     assert [name for name, _ in fallback.KEYS] == list(public), (fallback.KEYS, list(public))
     for name, applies in fallback.KEYS:
         assert applies == public[name]["applies"], (name, applies, public[name])
 
 
-def test_every_key_has_one_row_and_the_misplaced_messages_name_where_it_applies(contract):
-    for k in contract.values():
+def test_every_key_has_one_row_and_the_misplaced_messages_name_where_it_applies(rows):
+    names = [k["name"] for k in rows]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+    for k in rows:
         if k["applies"]:
             assert k["applies"].startswith("mode=") and k["applies"][5:].split()[0] in k["modes"], k
             assert len(k["modes"]) == 1, k

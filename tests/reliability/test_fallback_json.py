@@ -3,26 +3,18 @@ Lines finds the JSON as the builtin does, Scanner checks and repairs it),
 run in this process. Scanner must take exactly what Python's json takes, fed
 in blocks of any size, in bounded memory."""
 
-import importlib.util
 import json
 import random
 
 import pytest
 
-from helpers import ROOT
+from helpers import load_fallback
 
 
 @pytest.fixture(autouse=True)
 def impl():
     """Unit tests of the fallback's own code: run once, not per implementation."""
     return "fallback"
-
-
-def load_fallback():
-    spec = importlib.util.spec_from_file_location("native_async_fallback", ROOT / "tools" / "fallback.py")
-    fallback = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fallback)  # main() runs only as the launcher's __main__
-    return fallback
 
 
 FB = load_fallback()
