@@ -12,23 +12,30 @@ from helpers import dump, play
 LIBRARY = Path(__file__).resolve().parent / "library"
 
 
-def test_a_job_that_outlives_its_limit_is_stopped_at_the_limit(tmp_path, inventory, env):
-    """The first row, and the one that can stop a playbook that worked: the
-    builtin's wrapper looks every 5 s, so a job a little over its `async:`
-    runs to its end; ours stops it at the limit. Give limits headroom
-    (interpreter start-up counts against them on a loaded host)."""
-    _, v = play(tmp_path, inventory, env, """
-- shell: "echo started; sleep 8"
-  async: 6
+def launched_and_waited_for(task, limit):
+    """Tasks that launch `task` (its first line, as `shell: sleep 1`) with
+    `async: limit` and `poll: 0`, then look it up with async_status until it
+    is finished (a failed status ignored); the last status is saved as `st`."""
+    return f"""
+- {task}
+  async: {limit}
   poll: 0
   register: job
-- async_status: {jid: "{{ job.ansible_job_id }}"}
+- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
   register: st
   until: st is finished
   retries: 40
   delay: 0.5
   ignore_errors: true
-""" + dump("st"), hosts="host1")
+""" + dump("st")
+
+
+def test_a_job_that_outlives_its_limit_is_stopped_at_the_limit(tmp_path, inventory, env):
+    """The first row, and the one that can stop a playbook that worked: the
+    builtin's wrapper looks every 5 s, so a job a little over its `async:`
+    runs to its end; ours stops it at the limit. Give limits headroom
+    (interpreter start-up counts against them on a loaded host)."""
+    _, v = play(tmp_path, inventory, env, launched_and_waited_for('shell: "echo started; sleep 8"', 6), hosts="host1")
     st = v["st"]
     if native_active():
         assert st["failed"] is True and st["msg"] == "Timeout exceeded", st
@@ -58,18 +65,7 @@ def test_poll_past_a_short_limit_names_the_limit_the_wrapper_kept(tmp_path, inve
 
 
 def test_a_module_that_prints_no_json_is_said_in_words_not_a_traceback(tmp_path, inventory, env):
-    _, v = play(tmp_path, inventory, env, """
-- nojson.sh:
-  async: 30
-  poll: 0
-  register: job
-- async_status: {jid: "{{ job.ansible_job_id }}"}
-  register: st
-  until: st is finished
-  retries: 40
-  delay: 0.5
-  ignore_errors: true
-""" + dump("st"), hosts="host1", library=LIBRARY)
+    _, v = play(tmp_path, inventory, env, launched_and_waited_for("nojson.sh:", 30), hosts="host1", library=LIBRARY)
     st = v["st"]
     assert st["failed"] in (True, 1), st
     if native_active():
