@@ -372,8 +372,9 @@ def wrapper(why, argv):
     prefix, limit, keep, module, command, cmd = parse_wrapper_args(argv)
     grace = kill_grace()
     jid = "%s.%d" % (prefix, os.getpid())
-    if jid_problem(jid):
-        fail(jid_problem(jid))
+    problem = jid_problem(jid)
+    if problem:
+        fail(problem)
     try:
         d = Dir.create(expand(os.environ.get("ANSIBLE_ASYNC_DIR", "~/.ansible_async")))
     except Failure as e:
@@ -1118,7 +1119,8 @@ def lost(data):
     s = data.get("supervisor")
     if not isinstance(s, dict) or s.get("boot_id") is None:
         return None
-    if boot_id() is not None and boot_id() != s.get("boot_id"):
+    now = boot_id()
+    if now is not None and now != s.get("boot_id"):
         return "The host rebooted after the job started; the job did not finish"
     # Gone, or its pid reused by another process since.
     ticks = start_ticks(int(s.get("pid", 0)))
@@ -1175,8 +1177,9 @@ def one(async_dir, jid, mode, tail=None):
     """One job's answer, and whether it is the module's failure (not the job's)."""
     base = {"ansible_job_id": jid, "started": True, "finished": True, "failed": True}
     try:
-        if jid_problem(jid):
-            raise Failure(jid_problem(jid))
+        problem = jid_problem(jid)
+        if problem:
+            raise Failure(problem)
         d, places = locate(async_dir, jid)
         if d is None:
             return dict(base, msg="could not find job", results_file=os.path.join(places[0], jid),
@@ -1246,7 +1249,7 @@ SECS = re.compile(r"^\s*(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$")
 
 def coerce(key, v):
     """A value coerced as the native module coerces it, in AnsibleModule's
-    words (status/request.rs coerce)."""
+    words (crates/async_status/src/module/request.rs coerce)."""
     got = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
     if key == "jids":
         if isinstance(v, (TEXT, str)):
@@ -1283,7 +1286,8 @@ def no_constant(name):
 
 def read_args(argv):
     """The module's arguments, checked as the native module checks them
-    (status/request.rs): unknown keys, types, and what fits the mode."""
+    (crates/async_status/src/module/request.rs): unknown keys, types, and
+    what fits the mode."""
     if not argv:
         fail("no args file given; expected to be run as async_status <args file>")
     try:
