@@ -1131,9 +1131,10 @@ def lost(data):
 
 
 def home_variants(path):
-    """The places a job may be: the path as given, then the same path under
-    this user's other home (paths.rs home_variants): ansible-core's wrapper
-    expands ~ with $HOME, its action plugin with the passwd entry."""
+    """The places a job may be: the path as given (a leading ~ expanded with
+    $HOME, as the wrapper does), then the same path under this user's other
+    home (paths.rs home_variants): ansible-core's wrapper expands ~ with
+    $HOME, its action plugin with the passwd entry."""
     homes = [os.environ.get("HOME")]
     try:
         import pwd
@@ -1141,6 +1142,7 @@ def home_variants(path):
     except (ImportError, KeyError):
         pass
     homes = [os.path.normpath(h) for h in homes if h and os.path.isabs(h) and os.path.normpath(h) != "/"]
+    path = os.path.expanduser(path)
     places, norm = [path], os.path.normpath(path)
     for home in homes:
         if norm == home or norm.startswith(home + "/"):
@@ -1152,17 +1154,26 @@ def home_variants(path):
 
 
 def locate(async_dir, jid):
-    """The opened dir that holds the job, or (None, where it was looked for).
-    The dir the controller named must be safe, else Failure; another home is
-    only a guess, skipped when it is not."""
+    """The opened dir that holds the job, or (None, where it was looked for)
+    (crates/async_status/src/module/inspect.rs homes, locate). A dir the
+    controller named must be safe, else Failure; another home is only a
+    guess, skipped when it is not. A dir given with ~ (the one-command lookup
+    leaves it for the host) names no home for sure: every place is a guess,
+    and the first one's Failure is the answer only when no place could be
+    looked in."""
+    guessed = async_dir.startswith("~")
     places = home_variants(async_dir)
+    looked, first_error = False, None
     for i, place in enumerate(places):
         try:
             d = Dir.open(place)
-        except Failure:
-            if i == 0:
+        except Failure as e:
+            if i == 0 and not guessed:
                 raise
+            if first_error is None:
+                first_error = e
             continue
+        looked = True
         if d is None:
             continue
         try:
@@ -1170,6 +1181,8 @@ def locate(async_dir, jid):
             return d, places
         except EnvironmentError:
             d.close()
+    if first_error is not None and not looked:
+        raise first_error
     return None, places
 
 
@@ -1343,7 +1356,9 @@ def request(args, why):
         fail("value of output must be one of: none, tail, got: %s" % output)
     if output == "none" and "tail_lines" in args:
         fail("tail_lines only applies to mode=status with output=tail")
-    return (mode, expand(args["_async_dir"]), args.get("jids") or [args["jid"]], "jids" in args,
+    # Its variables expanded, a leading ~ kept: which home it means is for
+    # locate() to find out (paths.rs async_dir_arg).
+    return (mode, os.path.expandvars(args["_async_dir"]), args.get("jids") or [args["jid"]], "jids" in args,
             args.get("wait", 0), args.get("return_when") == "any", lines if output == "tail" else None)
 
 
