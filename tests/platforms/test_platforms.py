@@ -340,7 +340,8 @@ def test_the_fallback_refuses_bad_input_with_one_clear_error(tmp_path):
         rc, st = status('{"jid": "j1.1", "_async_dir": "%s", "wait": %s}' % (async_dir, wait))
         assert rc == 1 and st["failed"] is True, (wait, st)
         # NaN and Infinity are not JSON: refused as the arguments, before any key
-        expect = "the module arguments are not valid JSON" if wait in ("NaN", "Infinity") else "wait must be a number of seconds, 0 to"
+        expect = ("the module arguments are not valid JSON" if wait in ("NaN", "Infinity")
+                  else "wait must be a number of seconds, 0 to")
         assert st["msg"].startswith(expect), (wait, st)
     (async_dir / "j2.1").write_text('{"rc": 0, "deep": %s1%s}' % ("[" * 100000, "]" * 100000))
     rc, st = status(json.dumps({"jid": "j2.1", "_async_dir": str(async_dir)}))
