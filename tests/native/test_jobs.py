@@ -393,9 +393,13 @@ def test_the_plugin_expands_home_on_the_host_without_a_round_trip(tmp_path, coll
     tasks = proc.stdout.split("TASK [")
     ours = next(t for t in tasks if t.startswith("native.async_jobs.async_status"))
     theirs = next(t for t in tasks if t.startswith("ansible.builtin.async_status"))
-    assert theirs.count("EXEC /bin/sh -c 'echo ~") == 2, "the builtin: remote tmp and async dir"
-    assert ours.count("EXEC /bin/sh -c") == 1, "ours: one command, the cached binary"
-    assert "echo ~" not in ours and "PUT " not in ours
+    if "ANSIBLE_CALLBACK_PLUGINS" in collection_env:
+        # The fast_async hook serves ansible-core's async_status action the same way.
+        assert theirs.count("EXEC /bin/sh -c") == 1 and "echo ~" not in theirs, theirs
+    else:
+        assert theirs.count("EXEC /bin/sh -c 'echo ~") == 2, ("the builtin: remote tmp and async dir", theirs)
+    assert ours.count("EXEC /bin/sh -c") == 1, ("ours: one command, the cached binary", ours)
+    assert "echo ~" not in ours and "PUT " not in ours, ours
 
 
 def test_the_cli_prints_a_table_for_people(tmp_path, inventory, collection_env, async_dir):
