@@ -39,7 +39,7 @@ description:
     and FQCN, C(ansible.builtin.async_status) included).
   - It acts when it is imported (ansible-core imports it before forking its workers); as a callback it reports
     nothing.
-  - Enable it with O(callbacks_enabled) naming C(native.async_jobs.fast_async), or put this folder on the
+  - Enable it with C(callbacks_enabled) naming C(native.async_jobs.fast_async), or put this folder on the
     callback plugin path.
 requirements:
   - The collection's modules on the module path (C(library) or C(ANSIBLE_LIBRARY)).

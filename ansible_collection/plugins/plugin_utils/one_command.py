@@ -229,11 +229,11 @@ def _tty_requested(connection):
             words.extend(shlex.split(connection.get_option(option) or ""))
         except (KeyError, ValueError):
             continue
-    args, _ = parser.parse_known_args(words)
+    args = parser.parse_known_args(words)[0]
     if args.t:
         return True
     for setting in args.o or []:
-        name, _, value = setting.replace("=", " ", 1).partition(" ")
+        name, dummy, value = setting.replace("=", " ", 1).partition(" ")
         if name.strip().lower() == "requesttty" and value.strip().lower() in ("yes", "force"):
             return True
     return False
@@ -396,7 +396,7 @@ class Held:
         one = command(split, self.finder_script("wrapper", '--stdin "$@"'), split[2])
         payload = {p: data for p, data in self.files.items() if p != wrapper}
         sent_whole = set()
-        for _ in range(3):
+        for _attempt in range(3):
             framed, kept = frame(payload, lambda sha: sha not in sent_whole and self.memo.has("blob-" + sha))
             res = run(one, framed)
             arch = missed(res)
@@ -514,7 +514,7 @@ def finder_in(data):
 def command(split, script, tail=""):
     """A one command: `split`'s environment and interpreter (split_command)
     running `script` with `sh -c`, then `tail`."""
-    head, interpreter, _ = split
+    head, interpreter = split[0], split[1]
     return "%s%s -c %s native_async%s" % (head, interpreter, shlex.quote(script), tail)
 
 
@@ -526,7 +526,7 @@ def split_command(cmd, wrapper):
     if at < 0 or cmd.count(wrapper) != 1:
         return None
     before, rest = cmd[:at], cmd[at + 1 + len(wrapper):]
-    head, _, interpreter = before.rpartition(" ")
+    head, dummy, interpreter = before.rpartition(" ")
     if not interpreter.startswith("/") or any(c in interpreter for c in "'\"\\$`;|&<>"):
         return None
     return (head + " " if head else ""), interpreter, rest
@@ -578,7 +578,7 @@ def missing_parts(res):
     if res.get("rc") != 1 or MISSING_KEY not in res.get("stdout", ""):
         return None
     try:
-        text, _ = _filter_non_json_lines(res["stdout"])
+        text = _filter_non_json_lines(res["stdout"])[0]
         return json.loads(text).get(MISSING_KEY) or None
     except (ValueError, AttributeError):
         return None
