@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what the SSH and become tests need (tests/ssh, NATIVE_ASYNC_CONNECTION=ssh):
 # OpenSSH server and client, sudo, and acl (setfacl, which ansible uses to hand its
-# temp files to an unprivileged become user). Debian/Ubuntu, as root, with apt-get.
+# temp files to an unprivileged become user); and strace, which the reliability tests
+# use to see a job's system calls and to force ansible-core's run_command race.
+# Debian/Ubuntu, as root, with apt-get.
 # Idempotent: a quick no-op when every binary is already there.
 set -eu
 
@@ -18,6 +20,7 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 need sudo sudo
 need setfacl acl
+need strace strace
 
 [ -z "$missing" ] && exit 0
 # shellcheck disable=SC2086 # word splitting of the package list is wanted
