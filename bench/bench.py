@@ -3,9 +3,20 @@
 in one run on this machine. Every figure is a median over repeated runs, and the
 comparison is a ratio between the two measured here and now.
 
-What is timed is what ansible-core really runs on a target: the exact commands
-are captured from real `ansible -vvv` runs with ANSIBLE_KEEP_REMOTE_FILES=1, then
-replayed. Results go to docs/benchmarks.md and docs/benchmarks.svg.
+What is timed on the host is what ansible-core really runs on a target: the exact
+commands are captured from real `ansible -vvv` runs with ANSIBLE_KEEP_REMOTE_FILES=1,
+then replayed. Over SSH (bench/ssh_bench.py), real ansible-playbook runs: the builtin,
+ours (the README's setup, the fast_async hook included) and Mitogen. Results go to
+docs/benchmarks.md, docs/benchmarks.json and docs/benchmarks.svg.
+
+    bench.py                       both parts (about an hour)
+    bench.py --only ssh            the SSH part (`make bench-ssh`); the on-host part keeps its last results
+    bench.py --only ssh --smoke    the SSH part with one run of each measure: that it runs end to end
+    bench.py --only ssh --quick --ssh-links shaped --ssh-parts small,become --out /tmp/b
+                                   some measures, fewer repetitions, written elsewhere than docs/
+    bench.py --render-ssh          the SSH section and the chart again from benchmarks.json (no run)
+
+bench/ssh_trace.py shows, per task and implementation, the remote commands ansible logs (-vvv).
 """
 
 import json
@@ -345,27 +356,75 @@ def ratio(builtin, native, higher_is_better=False):
     return native / builtin if higher_is_better else builtin / native
 
 
-def chart(rows, path):
+def goal_ratio_of(row):
+    """The ratio a row's goal asks for ("50x faster": 50), for rows of runs that did not record it."""
+    if "goal_ratio" in row:
+        return row["goal_ratio"]
+    found = re.match(r"(\d+(?:\.\d+)?)x (faster|less)", row.get("goal") or "")
+    return float(found.group(1)) if found else None
+
+
+def ratio_bars(ax, rows, xlabel):
+    """Horizontal bars of each row's ratio, green where it meets its goal (black tick) and red where not;
+    rows with a Mitogen / ours ratio get a second, blue bar (its goal: a grey tick)."""
+    rows = [r for r in rows if r.get("ratio") or r.get("mitogen")][::-1]
+    two = any(r.get("mitogen") for r in rows)
+    h = 0.38 if two else 0.8
+    for i, r in enumerate(rows):
+        bars = [(r.get("ratio"), goal_ratio_of(r), i + (h / 2 if two else 0), None, "black")]
+        if two:
+            bars.append((r.get("mitogen"), r.get("mitogen_goal"), i - h / 2, "#1565c0", "grey"))
+        for value, goal, y, color, tick in bars:
+            if not value:
+                continue
+            ok = goal is None or value >= goal
+            ax.barh(y, value, height=h, color=color or ("#2e7d32" if ok else "#c62828"))
+            ax.text(value * 1.05, y, f"{value:.2f}x" if value < 10 else f"{value:.1f}x", va="center", fontsize=7)
+            if goal:
+                ax.plot([goal, goal], [y - h / 2, y + h / 2], color=tick, linewidth=1.5)
+    ax.set_yticks(range(len(rows)), [r["name"] for r in rows], fontsize=8)
+    ax.axvline(1, color="#999999", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+
+
+def chart(host_rows, ssh_rows, path):
+    """docs/benchmarks.svg: on the host, builtin / native; over SSH (shaped link), builtin / ours and
+    Mitogen / ours. Either part may be missing (a run of the other part only, with no earlier results)."""
     import matplotlib
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
-    rows = [r for r in rows if r["ratio"]]
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.2))
-    names = [r["name"] for r in rows][::-1]
-    values = [r["ratio"] for r in rows][::-1]
-    goals = [r.get("goal_ratio") for r in rows][::-1]
-    colors = ["#2e7d32" if (g is None or v >= g) else "#c62828" for v, g in zip(values, goals, strict=True)]
-    bars = ax.barh(names, values, color=colors)
-    for i, g in enumerate(goals):
-        if g:
-            ax.plot([g, g], [i - 0.4, i + 0.4], color="black", linewidth=1.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("builtin / native (higher is better; black tick: goal)")
-    for bar, v in zip(bars, values, strict=True):
-        ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{v:.1f}x", va="center", fontsize=8)
-    ax.set_title("native async modules against ansible-core's builtin, same machine, same run")
+    panels = [(rows, title, xlabel) for rows, title, xlabel in (
+        (host_rows, "on the host: builtin / native, same machine, same run",
+         "builtin / native (higher is better; black tick: goal)"),
+        (ssh_rows, "over SSH, shaped link: builtin / ours (green; red: goal missed), Mitogen / ours (blue)",
+         "builtin's or Mitogen's time (bytes) / ours' (higher is better for ours; ticks: goals)")) if rows]
+    heights = [0.3 * len(rows) + 1.2 for rows, _, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (rows, title, xlabel) in zip(axes[:, 0], panels, strict=True):
+        ratio_bars(ax, rows, xlabel)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def draw_chart(data, out):
+    """The chart from the results in `data`, with matplotlib (bench/.venv has it, `make bench` runs there);
+    under another Python (`make bench-ssh` runs the tests' .venv), bench/.venv's when there is one."""
+    import ssh_bench
+    host_rows = (data.get("host") or {}).get("rows") or []
+    ssh_rows = ssh_bench.chart_rows(data["ssh"]) if data.get("ssh") else []
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        python = ROOT / "bench" / ".venv" / "bin" / "python"
+        if python.exists() and Path(sys.executable).resolve() != python.resolve():
+            subprocess.run([python, __file__, "--render-chart", "--out", out], check=True, timeout=300)
+        else:
+            log(f"chart not redrawn: no matplotlib here ({sys.executable}); `make bench` installs it in bench/.venv")
+        return
+    chart(host_rows, ssh_rows, out / "benchmarks.svg")
 
 
 def host_part(work):
@@ -449,8 +508,6 @@ def host_part(work):
         r["ratio"] = ratio(r["b"], r["n"])
         fmt = r["fmt"] if callable(r["fmt"]) else r["fmt"].format
         r["bs"], r["ns"] = fmt(r["b"]), fmt(r["n"])
-    docs = ROOT / "docs"
-    chart(rows, docs / "benchmarks.svg")
     lines = [
         "# Benchmarks",
         "",
@@ -494,11 +551,11 @@ def host_part(work):
         "- The seeds' 8-job pattern: a loop of 8 jobs (1 to 4 s) fired with `poll: 0`, then waited for with the "
         "seed's `until`/`retries: 60`/`delay: 10` loop, or with one `jids` + `wait` task.",
         "",
-        "![builtin / native](benchmarks.svg)",
+        "![builtin / native on the host; builtin / ours and Mitogen / ours over SSH](benchmarks.svg)",
         "",
     ]
     data = {"seconds": time.time() - started, "repeat": REPEAT, "machine": machine, "sizes": sizes,
-            "rows": [{k: r[k] for k in ("name", "b", "n", "ratio", "goal")} for r in rows],
+            "rows": [{k: r[k] for k in ("name", "b", "n", "ratio", "goal", "goal_ratio")} for r in rows],
             "many": many, "memory": memory}
     return lines, data
 
@@ -509,29 +566,68 @@ SSH_BEGIN = "<!-- ssh section: written by bench/ssh_bench.py -->"
 SSH_END = "<!-- end of ssh section -->"
 
 
-def main():
+def arguments():
     import argparse
+    import ssh_bench
     ap = argparse.ArgumentParser(description="builtin and native async modules side by side")
     ap.add_argument("--only", choices=["host", "ssh"], help="run one part; the other keeps its last results")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (as BENCH_QUICK=1)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the SSH part with one run of each measure (as BENCH_SSH_SMOKE=1): that it runs end to end")
+    ap.add_argument("--ssh-links", default=",".join(ssh_bench.LINKS),
+                    help="the SSH part's links, comma-separated (default: %(default)s)")
+    ap.add_argument("--ssh-parts", default=",".join(ssh_bench.PARTS),
+                    help="the SSH part's measures, comma-separated (default: %(default)s)")
+    ap.add_argument("--ssh-login", default=ssh_bench.LOGIN, choices=[ssh_bench.LOGIN, "root"],
+                    help="who the SSH part logs in as (default: %(default)s, whose shell is /bin/sh; root was the "
+                         "bench's login before, and pays for root's ~/.bashrc at every ssh command)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs",
+                    help="the folder of benchmarks.md, benchmarks.json and benchmarks.svg, where the part not run "
+                         "keeps its last results (default: docs/)")
     ap.add_argument("--render-ssh", action="store_true",
-                    help="only rewrite the SSH section of docs/benchmarks.md from docs/benchmarks.json (no run)")
+                    help="only rewrite the SSH section of benchmarks.md, and the chart, from benchmarks.json (no run)")
+    ap.add_argument("--render-chart", action="store_true", help="only redraw the chart from benchmarks.json (no run)")
     args = ap.parse_args()
+    args.ssh_links = [x for x in args.ssh_links.split(",") if x]
+    args.ssh_parts = [x for x in args.ssh_parts.split(",") if x]
+    for given, known in ((args.ssh_links, ssh_bench.LINKS), (args.ssh_parts, ssh_bench.PARTS)):
+        unknown = [x for x in given if x not in known]
+        if unknown:
+            ap.error(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
+    return args
+
+
+def ssh_section(res):
+    import ssh_bench
+    return "\n".join([SSH_BEGIN, *ssh_bench.markdown(res, chart="benchmarks.svg"), SSH_END])
+
+
+def main():
+    global QUICK, REPEAT
+    args = arguments()
+    if args.quick:
+        QUICK, REPEAT = True, 7
     started = time.time()
-    docs = ROOT / "docs"
-    md_path, json_path = docs / "benchmarks.md", docs / "benchmarks.json"
-    old = md_path.read_text() if md_path.exists() else ""
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = out / "benchmarks.md", out / "benchmarks.json"
+    # The part not run keeps its last results: from --out when it has them, else from docs/.
+    md_old = md_path if md_path.exists() else ROOT / "docs" / "benchmarks.md"
+    json_old = json_path if json_path.exists() else ROOT / "docs" / "benchmarks.json"
+    old = md_old.read_text() if md_old.exists() else ""
     old_host, _, rest = old.partition(SSH_BEGIN)
     old_ssh = SSH_BEGIN + rest.partition(SSH_END)[0] + SSH_END if rest else ""
-    data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data = json.loads(json_old.read_text()) if json_old.exists() else {}
+    if args.render_chart:
+        draw_chart(data, out)
+        return 0
     if args.render_ssh:
-        import re
-        import ssh_bench
         # Runs before the date was recorded: the date the section says.
         found = re.search(r"\(or `make bench-ssh`\) on (\d{4}-\d\d-\d\d)", old_ssh)
         if found:
             data["ssh"].setdefault("date", found.group(1))
-        ssh_text = "\n".join([SSH_BEGIN, *ssh_bench.markdown(data["ssh"]), SSH_END])
-        md_path.write_text(old_host.rstrip("\n") + "\n\n" + ssh_text + "\n")
+        md_path.write_text(old_host.rstrip("\n") + "\n\n" + ssh_section(data["ssh"]) + "\n")
+        draw_chart(data, out)
         return 0
     work = Path(tempfile.mkdtemp(prefix="native-async-bench-"))
     try:
@@ -545,8 +641,9 @@ def main():
             import ssh_bench
             log("SSH part")
             (work / "ssh").mkdir()
-            data["ssh"] = ssh_bench.run(work / "ssh", quick=QUICK)
-            ssh_text = "\n".join([SSH_BEGIN, *ssh_bench.markdown(data["ssh"]), SSH_END])
+            data["ssh"] = ssh_bench.run(work / "ssh", quick=QUICK, smoke=args.smoke, links=args.ssh_links,
+                                        parts=args.ssh_parts, login=args.ssh_login)
+            ssh_text = ssh_section(data["ssh"])
         else:
             ssh_text = old_ssh
     finally:
@@ -554,8 +651,9 @@ def main():
     text = host_text.rstrip("\n") + "\n" + ("\n" + ssh_text + "\n" if ssh_text else "")
     md_path.write_text(text)
     json_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    draw_chart(data, out)
     print(text)
-    log(f"bench done in {time.time() - started:.0f} s ({'all' if not args.only else args.only})")
+    log(f"bench done in {time.time() - started:.0f} s ({'all' if not args.only else args.only}); written to {out}")
 
 
 if __name__ == "__main__":
