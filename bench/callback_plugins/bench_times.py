@@ -8,7 +8,9 @@
   flight is counted for it: a task's bytes are the counters at its start and
   at the next task's start);
 - `result`: one host's result (ok, failed, unreachable, skipped), an item's,
-  a retry, an executor poll;
+  a retry, an executor poll; with `job_end` when the result (or its items')
+  carries a module's `end` stamp (the command module's: when the job's own
+  command ended, host clock, this machine's);
 - `end`: the playbook's stats, with the counters once more.
 
 A task whose vars set `bench_no_quiesce: true` starts without the quiet time
@@ -137,6 +139,23 @@ if PROFILE:
     _install_profiling()
 
 
+def job_end(result):
+    """The latest `end` stamp (the command module's, "%Y-%m-%d %H:%M:%S.%f", local time) in a result or its items,
+    as seconds since the epoch; None without one."""
+    if not isinstance(result, dict):
+        return None
+    stamps = [result.get("end")] + [r.get("end") for r in result.get("results") or () if isinstance(r, dict)]
+    ends = []
+    for stamp in stamps:
+        if isinstance(stamp, str):
+            try:
+                whole, _, fraction = stamp.partition(".")
+                ends.append(time.mktime(time.strptime(whole, "%Y-%m-%d %H:%M:%S")) + float("0." + (fraction or "0")))
+            except ValueError:
+                continue
+    return max(ends) if ends else None
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -152,8 +171,12 @@ class CallbackModule(CallbackBase):
     def _result(self, status, result):
         host = getattr(result, "host", None) or getattr(result, "_host", None)
         task = getattr(result, "task", None) or getattr(result, "_task", None)
-        emit({"ev": "result", "status": status, "host": host.get_name() if host else None,
-              "task": task.get_name() if task else None, "t": time.time()})
+        record = {"ev": "result", "status": status, "host": host.get_name() if host else None,
+                  "task": task.get_name() if task else None, "t": time.time()}
+        ended = job_end(getattr(result, "_result", None))
+        if ended is not None:
+            record["job_end"] = ended
+        emit(record)
 
     def v2_runner_on_ok(self, result):
         self._result("ok", result)
