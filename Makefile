@@ -91,8 +91,9 @@ test-integration: build
 
 test: test-rust test-integration
 
-# The integration and conformance suites on ansible-core 2.16, 2.17, 2.18, 2.19 and
-# the newest release, each in its own venv under .cache/matrix (about 12 minutes).
+# The integration and conformance suites, and the one-command tests over SSH, on every
+# release line from ansible-core 2.16 to the newest (2.16 to 2.21), each in its own venv
+# under .cache/matrix (about 25 minutes).
 test-matrix: build
 	tools/test-matrix.sh
 
@@ -125,8 +126,8 @@ $(BENCH_VENV)/.ready:
 bench: build $(BENCH_VENV)/.ready
 	$(BENCH_VENV)/bin/python bench/bench.py
 
-# The SSH section alone (bench/ssh_bench.py: the tests' sshd behind a shaped relay, about 31 minutes;
-# the whole `make bench` takes about 36).
+# The SSH section alone (bench/ssh_bench.py: the tests' sshd behind a shaped relay, about 37 minutes;
+# the whole `make bench` takes about 42).
 bench-ssh: build venv
 	$(PY) bench/bench.py --only ssh
 
