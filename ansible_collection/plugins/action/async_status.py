@@ -55,6 +55,8 @@ ARGUMENT_SPEC = {
 
 # The shared fast path, loaded by its path: the collection may be installed,
 # or only its folders configured (library =, action_plugins =).
+# The same loader is in callback/fast_async.py (a loader cannot live in the file it loads);
+# both use one module name, so the file is loaded once per process.
 _SHARED = "ansible_collections_native_async_jobs_one_command"
 
 

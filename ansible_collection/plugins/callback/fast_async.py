@@ -58,6 +58,8 @@ display = Display()
 
 # The shared fast path, loaded by its path: the collection may be installed,
 # or only its folders configured (library =, callback_plugins =).
+# The same loader is in action/async_status.py (a loader cannot live in the file it loads);
+# both use one module name, so the file is loaded once per process.
 _SHARED = "ansible_collections_native_async_jobs_one_command"
 
 
