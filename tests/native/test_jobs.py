@@ -85,7 +85,7 @@ def test_a_wait_that_runs_out_says_not_finished(tmp_path, inventory, collection_
 
 def test_jids_wait_for_twenty_jobs_in_one_task(tmp_path, inventory, collection_env, async_dir):
     _, v = play(tmp_path, inventory, collection_env, """
-- shell: "sleep {{ (item % 4) * 0.5 }}; echo job-{{ item }}"
+- shell: "echo job-{{ item }}; sleep {{ (item % 4) * 0.5 }}"
   async: 60
   poll: 0
   loop: "{{ range(20) | list }}"
@@ -101,9 +101,9 @@ def test_jids_wait_for_twenty_jobs_in_one_task(tmp_path, inventory, collection_e
 """ + dump("jobs") + dump("all") + dump("cleaned"), hosts="host1")
     a = v["all"]
     ids = [r["ansible_job_id"] for r in v["jobs"]["results"]]
-    assert a["finished"] is True and a["pending"] == [] and a["ansible_job_ids"] == ids
-    assert [r["stdout"] for r in a["results"]] == [f"job-{i}" for i in range(20)], "results in order"
-    assert all(r["finished"] is True and r["rc"] == 0 for r in a["results"])
+    assert a["finished"] is True and a["pending"] == [] and a["ansible_job_ids"] == ids, a
+    assert [r["stdout"] for r in a["results"]] == [f"job-{i}" for i in range(20)], a  # in order
+    assert all(r["finished"] is True and r["rc"] == 0 for r in a["results"]), a
     assert [r["erased"] for r in v["cleaned"]["results"]] == [str(async_dir / j) for j in ids]
     assert async_dir.is_dir() and job_files(async_dir) == []
 
