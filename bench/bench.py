@@ -267,26 +267,34 @@ NATIVE_WAIT = """    - native.async_jobs.async_status: {jid: "{{ job.ansible_job
 
 
 def measure_completion(host, impl, wait_task=UNTIL_DELAY_1):
-    """From a job's end (its own timestamp) to the controller having its status, waited for by `wait_task`."""
+    """From a job's end (its own timestamp) to the controller having its status, waited for by `wait_task`.
+    The job's length moves from run to run across one second (2.125 to 2.875 s for 4 runs), so that an
+    until loop's lookups, one a second, fall at every point of the delay and not always just before (or just
+    after) the job's end: where they fall depends on how long the launch took. The end is written to a file,
+    not printed: the measure does not rely on the command's output, which ansible-core's run_command race
+    can lose."""
     pb = host.work / "completion.yml"
+    ended, seen_file = host.work / "completion.end", host.work / "completion.seen"
     pb.write_text("""
 - hosts: h1
   gather_facts: false
   tasks:
-    - shell: sleep 2; date +%s.%N
+    - shell: sleep {{ length }}; date +%s.%N > ENDED
       async: 60
       poll: 0
       register: job
 WAIT    - copy:
-        content: "{{ st.stdout }} {{ now(utc=true).timestamp() }}"
-        dest: "DEST"
-""".replace("WAIT", wait_task).replace("DEST", str(host.work / "completion.txt")))
+        content: "{{ now(utc=true).timestamp() }}"
+        dest: "SEEN"
+""".replace("WAIT", wait_task).replace("ENDED", str(ended)).replace("SEEN", str(seen_file)))
     lags = []
-    for _ in range(2 if QUICK else 4):
-        subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb], env=host.env(impl),
-                       capture_output=True, check=True)
-        end, seen = map(float, (host.work / "completion.txt").read_text().split())
-        lags.append(seen - end)
+    runs = 2 if QUICK else 4
+    for i in range(runs):
+        length = 2 + (i + 0.5) / runs
+        ended.unlink(missing_ok=True)
+        subprocess.run([VENV_BIN / "ansible-playbook", "-i", host.inventory, pb, "-e", f"length={length}"],
+                       env=host.env(impl), capture_output=True, check=True)
+        lags.append(float(seen_file.read_text()) - float(ended.read_text()))
     return statistics.median(lags) * 1000
 
 
@@ -541,11 +549,12 @@ def host_part(work):
         "once and later launches only exec it. Bytes per task are the same on every architecture, the same "
         "module file going to every host (a host the fallback serves, too). A status lookup sends the "
         "async_status module only where the host has no cached copy (the row above: once per host and user); "
-        "else it is one command of about 1.5 kB on the wire (the SSH section).",
+        "else it is one command of about 0.6 kB on the wire (the SSH section).",
         "- Lateness: from the launch request plus the limit to the timeout result being visible in the job file. "
         "The builtin checks every 5 s (half the limit when shorter) and then sleeps 1 s before writing.",
         "- Completion lag: from the job's end (its own timestamp) to the controller having the finished status, "
-        "through an `until`/`retries`/`delay: 1` loop (bound by the delay for both), or through one "
+        "through an `until`/`retries`/`delay: 1` loop (bound by the delay for both; the job's length moves across "
+        "one second from run to run, so that the loop's lookups fall at every point of the delay), or through one "
         "`native.async_jobs.async_status` task with `wait`, which the host answers when the result is written "
         "(the rest is ansible's own time to return a task and start the next).",
         "- The seeds' 8-job pattern: a loop of 8 jobs (1 to 4 s) fired with `poll: 0`, then waited for with the "
