@@ -116,6 +116,24 @@ def dump(expr, name=None):
 """
 
 
+def launched_and_waited_for(task, limit):
+    """Tasks that launch `task` (its first line, as `shell: sleep 1`) with
+    `async: limit` and `poll: 0`, then look it up with async_status until it
+    is finished (a failed status ignored); the last status is saved as `st`."""
+    return f"""
+- {task}
+  async: {limit}
+  poll: 0
+  register: job
+- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
+  register: st
+  until: st is finished
+  retries: 40
+  delay: 0.5
+  ignore_errors: true
+""" + dump("st")
+
+
 def play(tmp_path, inventory, env, tasks, *args, hosts="all", play_extra="", library=None, check=True,
          timeout=300, wrap=()):
     """Runs one play of `tasks` (write_play) with ansible-playbook and `args`;

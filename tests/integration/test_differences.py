@@ -7,27 +7,9 @@ import re
 from pathlib import Path
 
 from conftest import native_active
-from helpers import dump, play
+from helpers import dump, launched_and_waited_for, play
 
 LIBRARY = Path(__file__).resolve().parent / "library"
-
-
-def launched_and_waited_for(task, limit):
-    """Tasks that launch `task` (its first line, as `shell: sleep 1`) with
-    `async: limit` and `poll: 0`, then look it up with async_status until it
-    is finished (a failed status ignored); the last status is saved as `st`."""
-    return f"""
-- {task}
-  async: {limit}
-  poll: 0
-  register: job
-- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
-  register: st
-  until: st is finished
-  retries: 40
-  delay: 0.5
-  ignore_errors: true
-""" + dump("st")
 
 
 def test_a_job_that_outlives_its_limit_is_stopped_at_the_limit(tmp_path, inventory, env):

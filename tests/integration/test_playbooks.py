@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ANSIBLE_MINOR, CONNECTION, base_env, native_active, write_inventory
-from helpers import MODULES_DIR, adhoc, dump, job_files, pids_with, play
+from helpers import MODULES_DIR, adhoc, dump, job_files, launched_and_waited_for, pids_with, play
 
 LIBRARY = Path(__file__).resolve().parent / "library"  # the test modules junky and nojson
 # Before 2.19 ansible-core passes the builtin modules' 0/1 for `started`/`finished`
@@ -124,17 +124,7 @@ def test_adhoc_background_then_status_and_polled(tmp_path, inventory, env):
 def test_a_limit_that_expires(tmp_path, inventory, env):
     marker = f"100.{os.getpid() % 1000}{time.monotonic_ns() % 1000}"
     try:
-        play(tmp_path, inventory, env, f"""
-- command: sleep {marker}
-  async: 3
-  poll: 0
-  register: job
-- async_status: {{jid: "{{{{ job.ansible_job_id }}}}"}}
-  register: st
-  until: st is finished
-  retries: 40
-  delay: 0.5
-  ignore_errors: true
+        play(tmp_path, inventory, env, launched_and_waited_for(f"command: sleep {marker}", 3) + f"""
 - assert:
     that: [st is failed, "'Timeout exceeded' in st.msg", st.finished]
 - command: sleep {marker}
